@@ -1,0 +1,104 @@
+//! The error type of the package crate. Every variant names the file, member, key or token at fault.
+
+use std::path::{Path, PathBuf};
+
+use crate::archive::ArchiveError;
+use crate::capability::TokenError;
+
+/// Why a package could not be packed, read, verified or trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    /// A file could not be read or written.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was being done (`read`, `create`, ...).
+        action: &'static str,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `wasmzip.toml` is malformed; the message names the line and key.
+    #[error("{path}: {message}")]
+    AuthorManifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong, with line and column where known.
+        message: String,
+    },
+    /// A file named by `wasmzip.toml` is missing or unusable.
+    #[error("{path}: {key}: {message}")]
+    AuthorInput {
+        /// The manifest file.
+        path: PathBuf,
+        /// The key naming the input (`components.hello.file`, `resources`).
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The archive's structure is invalid (names the member where there is one).
+    #[error("{path}: {source}")]
+    Archive {
+        /// The package file.
+        path: PathBuf,
+        /// The structural fault.
+        #[source]
+        source: ArchiveError,
+    },
+    /// `manifest.json` is malformed.
+    #[error("manifest.json: {message}")]
+    Manifest {
+        /// What is wrong.
+        message: String,
+    },
+    /// A member is not what the manifest pins, or is missing, or is not pinned.
+    #[error("member `{member}`: {message}")]
+    Member {
+        /// The member name.
+        member: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The signature envelope is malformed or does not verify.
+    #[error("signature: {0}")]
+    Signature(String),
+    /// The package is signed, but by no trusted key.
+    #[error("the package is signed by key {key_ids}, which is not trusted (add its public key with --trust or WASMZIP_TRUST)")]
+    Untrusted {
+        /// The key ids that signed, comma separated.
+        key_ids: String,
+    },
+    /// The package is unsigned and the policy requires a signature.
+    #[error("the package is not signed; run it only if you accept that, with --allow-unsigned")]
+    Unsigned,
+    /// No trust anchor was given for a signed package.
+    #[error("the package is signed by key {key_ids}, but no trusted keys were given (use --trust or WASMZIP_TRUST)")]
+    NoTrustAnchors {
+        /// The key ids that signed, comma separated.
+        key_ids: String,
+    },
+    /// A key file is malformed.
+    #[error("{path}: {message}")]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A capability token is malformed.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+impl PackageError {
+    /// An I/O error on `path`.
+    pub(crate) fn io(path: &Path, action: &'static str, source: std::io::Error) -> Self {
+        PackageError::Io { path: path.to_path_buf(), action, source }
+    }
+
+    /// A fault in one member.
+    pub(crate) fn member(member: &str, message: impl Into<String>) -> Self {
+        PackageError::Member { member: member.to_string(), message: message.into() }
+    }
+}

@@ -1,0 +1,439 @@
+//! The two manifests: `wasmzip.toml`, which an author writes, and `manifest.json`, which `pack` derives
+//! from it, pins every member with, and signs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::capability::{Capability, GuestDir};
+use crate::error::PackageError;
+
+/// The schema version of `manifest.json` this crate writes and reads.
+pub const MANIFEST_SCHEMA: u32 = 1;
+/// The guest directory where a package's resources are always visible, read-only.
+pub const RESOURCES_GUEST_DIR: &str = "/pkg";
+/// Longest package or component name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// The world a component targets, which decides how it is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum World {
+    /// `wasi:cli/command`: run once with `wasmzip run`.
+    Cli,
+}
+
+impl fmt::Display for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            World::Cli => f.write_str("cli"),
+        }
+    }
+}
+
+/// A package or component name: 1 to 64 of `a-z`, `0-9` and `-`, starting with a letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Name(String);
+
+impl Name {
+    /// Checks and wraps a name.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+        if text.is_empty() || text.len() > MAX_NAME_LEN {
+            return Err(format!("`{text}`: a name must be 1 to {MAX_NAME_LEN} characters"));
+        }
+        if !text.chars().all(ok_char) || text.starts_with('-') {
+            return Err(format!("`{text}`: a name uses only `a-z`, `0-9` and `-`, and does not start with `-`"));
+        }
+        Ok(Name(text.to_string()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Name::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A size in bytes, written `65536`, `"64KiB"`, `"64MiB"` or `"1GiB"` (also `KB`, `MB`, `GB` in powers
+/// of ten).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parses `123`, `64KiB`, `10MB`, ...
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let number: u64 = digits
+            .parse()
+            .map_err(|_| format!("`{text}` is not a size: write a number with an optional unit like `64MiB`"))?;
+        let factor: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            other => return Err(format!("unknown size unit `{other}` in `{text}`: use B, KiB, MiB, GiB, KB, MB or GB")),
+        };
+        number.checked_mul(factor).map(ByteSize).ok_or_else(|| format!("`{text}` is too large"))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        if v >= 1 << 30 && v % (1 << 30) == 0 {
+            write!(f, "{}GiB", v >> 30)
+        } else if v >= 1 << 20 && v % (1 << 20) == 0 {
+            write!(f, "{}MiB", v >> 20)
+        } else if v >= 1 << 10 && v % (1 << 10) == 0 {
+            write!(f, "{}KiB", v >> 10)
+        } else {
+            write!(f, "{v}B")
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => ByteSize::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Parses a duration written `500ms`, `30s`, `2m` or `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a duration: write e.g. `500ms`, `30s` or `2m`"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        "" => return Err(format!("`{text}` needs a unit: ms, s, m or h")),
+        other => return Err(format!("unknown duration unit `{other}` in `{text}`: use ms, s, m or h")),
+    };
+    if d.is_zero() {
+        return Err(format!("`{text}`: a duration must be greater than zero"));
+    }
+    Ok(d)
+}
+
+/// A wall-clock duration in a manifest (`"30s"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DurationValue(pub Duration);
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_duration(&String::deserialize(d)?).map(DurationValue).map_err(serde::de::Error::custom)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// wasmzip.toml
+
+/// `wasmzip.toml`, as the author wrote it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorManifest {
+    /// `[package]`: name, version, description.
+    pub package: AuthorPackage,
+    /// `[components.NAME]`: one table per component.
+    pub components: BTreeMap<Name, AuthorComponent>,
+}
+
+/// `[package]` in `wasmzip.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorPackage {
+    /// Package name.
+    pub name: Name,
+    /// Semantic version.
+    pub version: semver::Version,
+    /// One line describing the package.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Files and directories (relative to the manifest) shipped under `resources/` and visible at `/pkg`.
+    #[serde(default)]
+    pub resources: Vec<PathBuf>,
+}
+
+/// `[components.NAME]` in `wasmzip.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorComponent {
+    /// Path of the `.wasm` component, relative to the manifest.
+    pub file: PathBuf,
+    /// The world the component targets.
+    pub world: World,
+    /// Capability tokens the component requests.
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
+    /// Resource limits the component runs under.
+    #[serde(default)]
+    pub limits: AuthorLimits,
+}
+
+/// `[components.NAME.limits]` in `wasmzip.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorLimits {
+    /// Most linear memory the component may hold.
+    pub memory: Option<ByteSize>,
+    /// Wall-clock limit for one run.
+    pub timeout: Option<DurationValue>,
+}
+
+impl AuthorManifest {
+    /// Reads and checks `wasmzip.toml`; errors name the file, the line and the key.
+    pub fn load(path: &Path) -> Result<Self, PackageError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PackageError::io(path, "read", e))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses the text of `wasmzip.toml` (`path` is only used in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, PackageError> {
+        let manifest: AuthorManifest = toml::from_str(text).map_err(|e| PackageError::AuthorManifest {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let invalid = |message: String| PackageError::AuthorManifest { path: path.to_path_buf(), message };
+        if manifest.components.is_empty() {
+            return Err(invalid("at least one `[components.NAME]` table is required".into()));
+        }
+        for (name, component) in &manifest.components {
+            check_capabilities(&component.capabilities).map_err(|m| invalid(format!("components.{name}.capabilities: {m}")))?;
+            if component.limits.memory.is_some_and(|m| m.0 == 0) {
+                return Err(invalid(format!("components.{name}.limits.memory: must be greater than zero")));
+            }
+        }
+        Ok(manifest)
+    }
+}
+
+/// Rejects requests that collide with what the host always provides.
+pub(crate) fn check_capabilities(caps: &[Capability]) -> Result<(), String> {
+    let reserved = GuestDir::parse(RESOURCES_GUEST_DIR).expect("constant is a valid directory");
+    for cap in caps {
+        if let Capability::FilesystemRead(dir) | Capability::FilesystemWrite(dir) = cap
+            && (reserved.contains(dir) || dir.contains(&reserved))
+        {
+            return Err(format!("`{cap}` overlaps {RESOURCES_GUEST_DIR}, which is reserved for the package's resources"));
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------
+// manifest.json
+
+/// `manifest.json`: what is signed, and what pins every other member of the archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageManifest {
+    /// Schema version; this crate reads and writes [`MANIFEST_SCHEMA`].
+    pub schema: u32,
+    /// Package name.
+    pub name: Name,
+    /// Package version.
+    pub version: semver::Version,
+    /// One line describing the package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The components, by name.
+    pub components: BTreeMap<Name, ComponentEntry>,
+    /// Every member except `manifest.json` and `signature.dsse.json`, in archive order.
+    pub members: Vec<MemberPin>,
+}
+
+/// One component in `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentEntry {
+    /// The archive member holding the component (`components/NAME.wasm`).
+    pub member: String,
+    /// The world it targets.
+    pub world: World,
+    /// Requested capability tokens.
+    pub capabilities: Vec<Capability>,
+    /// Limits it runs under.
+    pub limits: Limits,
+}
+
+/// Limits of a component in `manifest.json`; absent means the host's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Most linear memory, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// Wall-clock limit of one run, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// The size and SHA-256 of one member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberPin {
+    /// Member name in the archive.
+    pub name: String,
+    /// Uncompressed size in bytes.
+    pub size: u64,
+    /// Lower-case hex SHA-256 of the uncompressed bytes.
+    pub sha256: String,
+}
+
+impl PackageManifest {
+    /// The canonical bytes of the manifest: pretty JSON with a trailing newline, fields in fixed order.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).expect("a manifest always serialises");
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// Parses `manifest.json` and checks what its types cannot: schema, member references.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, PackageError> {
+        let bad = |message: String| PackageError::Manifest { message };
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        if let Some(schema) = value.get("schema").and_then(|s| s.as_u64())
+            && schema != u64::from(MANIFEST_SCHEMA)
+        {
+            return Err(bad(format!("schema {schema} is not supported; this wasmzip reads schema {MANIFEST_SCHEMA}")));
+        }
+        let manifest: PackageManifest = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+        for (name, component) in &manifest.components {
+            if !manifest.members.iter().any(|m| m.name == component.member) {
+                return Err(bad(format!("component `{name}` names member `{}`, which is not pinned", component.member)));
+            }
+            check_capabilities(&component.capabilities).map_err(|m| bad(format!("component `{name}`: {m}")))?;
+        }
+        for pin in &manifest.members {
+            if pin.sha256.len() != 64 || !pin.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                return Err(bad(format!("member `{}`: sha256 must be 64 lower-case hex digits", pin.name)));
+            }
+        }
+        Ok(manifest)
+    }
+
+    /// The component to run when none is named: the only one of `world`.
+    pub fn default_component(&self, world: World) -> Option<(&Name, &ComponentEntry)> {
+        let mut of_world = self.components.iter().filter(|(_, c)| c.world == world);
+        match (of_world.next(), of_world.next()) {
+            (Some(one), None) => Some(one),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<AuthorManifest, String> {
+        AuthorManifest::parse(text, Path::new("wasmzip.toml")).map_err(|e| e.to_string())
+    }
+
+    const GOOD: &str = r#"
+[package]
+name = "hello"
+version = "1.2.3"
+
+[components.hello]
+file = "hello.wasm"
+world = "cli"
+capabilities = ["env:GREETING_NAME", "filesystem:read:/data"]
+limits = { memory = "64MiB", timeout = "5s" }
+"#;
+
+    #[test]
+    fn parses_a_good_manifest() {
+        let m = parse(GOOD).unwrap();
+        let c = &m.components[&Name::parse("hello").unwrap()];
+        assert_eq!(c.limits.memory, Some(ByteSize(64 << 20)));
+        assert_eq!(c.limits.timeout, Some(DurationValue(Duration::from_secs(5))));
+        assert_eq!(c.capabilities.len(), 2);
+    }
+
+    #[test]
+    fn unknown_keys_name_key_and_line() {
+        let err = parse(&GOOD.replace("world = \"cli\"", "world = \"cli\"\nentrypoint = \"x\"")).unwrap_err();
+        assert!(err.contains("line 9") && err.contains("entrypoint"), "{err}");
+        let err = parse(&format!("{GOOD}\n[extras]\nx = 1\n")).unwrap_err();
+        assert!(err.contains("extras") && err.contains("line 12"), "{err}");
+    }
+
+    #[test]
+    fn malformed_values_name_line_and_fault() {
+        let err = parse(&GOOD.replace("env:GREETING_NAME", "env:GREETING-NAME")).unwrap_err();
+        assert!(err.contains("line 9") && err.contains("position 13"), "{err}");
+        let err = parse(&GOOD.replace("64MiB", "64 parsecs")).unwrap_err();
+        assert!(err.contains("line 10") && err.contains("parsecs"), "{err}");
+        let err = parse(&GOOD.replace("1.2.3", "1.2")).unwrap_err();
+        assert!(err.contains("line 4"), "{err}");
+        let err = parse(&GOOD.replace("name = \"hello\"", "name = \"Hello World\"")).unwrap_err();
+        assert!(err.contains("line 3") && err.contains("a-z"), "{err}");
+        let err = parse(&GOOD.replace("world = \"cli\"", "world = \"gui\"")).unwrap_err();
+        assert!(err.contains("gui") && err.contains("cli"), "{err}");
+    }
+
+    #[test]
+    fn reserved_pkg_dir() {
+        let err = parse(&GOOD.replace("filesystem:read:/data", "filesystem:write:/pkg/x")).unwrap_err();
+        assert!(err.contains("reserved"), "{err}");
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(ByteSize::parse("1GiB").unwrap(), ByteSize(1 << 30));
+        assert_eq!(ByteSize::parse("10MB").unwrap(), ByteSize(10_000_000));
+        assert_eq!(ByteSize::parse("4096").unwrap(), ByteSize(4096));
+        assert!(ByteSize::parse("1 TiB").is_err());
+        assert_eq!(ByteSize(64 << 20).to_string(), "64MiB");
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("5").unwrap_err().contains("unit"));
+        assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn package_manifest_rejects_other_schema_and_unknown_fields() {
+        let err = PackageManifest::from_bytes(br#"{"schema": 2}"#).unwrap_err().to_string();
+        assert!(err.contains("schema 2"), "{err}");
+        let err = PackageManifest::from_bytes(
+            br#"{"schema":1,"name":"a","version":"1.0.0","components":{},"members":[],"extra":1}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("extra") && err.contains("line 1"), "{err}");
+    }
+}

@@ -1,0 +1,207 @@
+//! `pack`: turns `wasmzip.toml` and the files it names into a deterministic, optionally signed archive.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Component as PathComponent, Path, PathBuf};
+
+use crate::archive::{self, ArchiveWriter, Compression};
+use crate::error::PackageError;
+use crate::hashing::{HashingReader, sha256_file};
+use crate::manifest::{AuthorManifest, ComponentEntry, Limits, MANIFEST_SCHEMA, MemberPin, PackageManifest};
+use crate::signing::SigningKey;
+use crate::{MANIFEST_MEMBER, MAX_COMPONENT_SIZE, SIGNATURE_MEMBER, STORE_UNCOMPRESSED_FROM};
+
+/// What `pack` wrote.
+#[derive(Debug, Clone)]
+pub struct PackSummary {
+    /// The archive written.
+    pub output: PathBuf,
+    /// The manifest inside it.
+    pub manifest: PackageManifest,
+    /// SHA-256 of `manifest.json`: the package digest.
+    pub digest: String,
+    /// Whether it carries a signature.
+    pub signed: bool,
+}
+
+/// Finds `wasmzip.toml`: `input` is the file itself or the directory holding it.
+pub fn find_author_manifest(input: &Path) -> PathBuf {
+    if input.is_dir() { input.join("wasmzip.toml") } else { input.to_path_buf() }
+}
+
+/// The default output name for a package: `NAME-VERSION.wasmzip`.
+pub fn default_output_name(manifest: &AuthorManifest) -> String {
+    format!("{}-{}.wasmzip", manifest.package.name, manifest.package.version)
+}
+
+struct Input {
+    member: String,
+    path: PathBuf,
+    compression: Compression,
+    pin: MemberPin,
+}
+
+/// Packs the package described by `manifest_path` into `output` (written atomically), signed with `key`
+/// when one is given. The same inputs always give byte-identical output.
+pub fn pack(manifest_path: &Path, key: Option<&SigningKey>, output: Option<&Path>) -> Result<PackSummary, PackageError> {
+    let author = AuthorManifest::load(manifest_path)?;
+    let base = manifest_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let input_error = |key: String, message: String| PackageError::AuthorInput { path: manifest_path.to_path_buf(), key, message };
+
+    let mut inputs: Vec<Input> = Vec::new();
+    let mut components = BTreeMap::new();
+    for (name, component) in &author.components {
+        let key = format!("components.{name}.file");
+        let path = base.join(&component.file);
+        let meta = std::fs::metadata(&path).map_err(|e| input_error(key.clone(), format!("{}: {e}", path.display())))?;
+        if !meta.is_file() {
+            return Err(input_error(key, format!("{} is not a file", path.display())));
+        }
+        if meta.len() > MAX_COMPONENT_SIZE {
+            return Err(input_error(key, format!("{} is {} bytes; components are limited to {MAX_COMPONENT_SIZE}", path.display(), meta.len())));
+        }
+        check_component_header(&path).map_err(|m| input_error(key.clone(), m))?;
+        let member = format!("components/{name}.wasm");
+        let (sha256, size) = sha256_file(&path)?;
+        inputs.push(Input {
+            member: member.clone(),
+            path,
+            compression: Compression::Deflated,
+            pin: MemberPin { name: member.clone(), size, sha256 },
+        });
+        components.insert(
+            name.clone(),
+            ComponentEntry {
+                member,
+                world: component.world,
+                capabilities: component.capabilities.clone(),
+                limits: Limits {
+                    memory_bytes: component.limits.memory.map(|m| m.0),
+                    timeout_ms: component.limits.timeout.map(|t| u64::try_from(t.0.as_millis()).unwrap_or(u64::MAX)),
+                },
+            },
+        );
+    }
+
+    let mut resources: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for entry in &author.package.resources {
+        collect_resources(base, entry, &mut resources).map_err(|m| input_error("resources".into(), m))?;
+    }
+    for (member, path) in resources {
+        let (sha256, size) = sha256_file(&path)?;
+        let compression = if size >= STORE_UNCOMPRESSED_FROM { Compression::Stored } else { Compression::Deflated };
+        inputs.push(Input { member: member.clone(), path, compression, pin: MemberPin { name: member, size, sha256 } });
+    }
+
+    let manifest = PackageManifest {
+        schema: MANIFEST_SCHEMA,
+        name: author.package.name.clone(),
+        version: author.package.version.clone(),
+        description: author.package.description.clone(),
+        components,
+        members: inputs.iter().map(|i| i.pin.clone()).collect(),
+    };
+    let manifest_bytes = manifest.to_bytes();
+    let digest = crate::hashing::sha256_hex(&manifest_bytes);
+
+    let output = match output {
+        Some(p) => p.to_path_buf(),
+        None => PathBuf::from(default_output_name(&author)),
+    };
+    write_archive(&output, &manifest_bytes, key.map(|k| k.sign_manifest(&manifest_bytes)).as_deref(), &inputs)?;
+    Ok(PackSummary { output, manifest, digest, signed: key.is_some() })
+}
+
+/// Writes to a temporary file beside `output` and renames it into place, so a failure leaves nothing
+/// half-written.
+fn write_archive(output: &Path, manifest: &[u8], signature: Option<&[u8]>, inputs: &[Input]) -> Result<(), PackageError> {
+    let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let file = File::create(&tmp).map_err(|e| PackageError::io(&tmp, "create", e))?;
+        let archive_err = |source| PackageError::Archive { path: output.to_path_buf(), source };
+        let mut writer = ArchiveWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+        writer.add(MANIFEST_MEMBER, Compression::Deflated, &mut &manifest[..]).map_err(archive_err)?;
+        if let Some(sig) = signature {
+            writer.add(SIGNATURE_MEMBER, Compression::Deflated, &mut &sig[..]).map_err(archive_err)?;
+        }
+        for input in inputs {
+            let file = File::open(&input.path).map_err(|e| PackageError::io(&input.path, "open", e))?;
+            let mut reader = HashingReader::new(BufReader::with_capacity(1 << 20, file));
+            writer.add(&input.member, input.compression, &mut reader).map_err(archive_err)?;
+            let (sha256, size) = reader.finish();
+            if sha256 != input.pin.sha256 || size != input.pin.size {
+                return Err(PackageError::member(&input.member, format!("{} changed while it was being packed", input.path.display())));
+            }
+        }
+        let buffered = writer.finish().map_err(archive_err)?;
+        let file = buffered.into_inner().map_err(|e| PackageError::io(&tmp, "write", e.into_error()))?;
+        file.sync_all().map_err(|e| PackageError::io(&tmp, "write", e))?;
+        std::fs::rename(&tmp, output).map_err(|e| PackageError::io(output, "write", e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn check_component_header(path: &Path) -> Result<(), String> {
+    let mut header = [0u8; 8];
+    let mut file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    file.read_exact(&mut header).map_err(|_| format!("{} is not a WebAssembly file", path.display()))?;
+    match header {
+        [0, b'a', b's', b'm', _, _, 1, 0] => Ok(()),
+        [0, b'a', b's', b'm', 1, 0, 0, 0] => Err(format!(
+            "{} is a core WebAssembly module; packages hold components (build for wasm32-wasip2)",
+            path.display()
+        )),
+        _ => Err(format!("{} is not a WebAssembly component", path.display())),
+    }
+}
+
+/// Adds `entry` (a file, or a directory walked in sorted order) to `out` as `resources/...` members.
+fn collect_resources(base: &Path, entry: &Path, out: &mut BTreeMap<String, PathBuf>) -> Result<(), String> {
+    let mut rel = Vec::new();
+    for part in entry.components() {
+        match part {
+            PathComponent::Normal(p) => rel.push(p.to_str().ok_or_else(|| format!("{} is not valid UTF-8", entry.display()))?.to_string()),
+            PathComponent::CurDir => {}
+            _ => return Err(format!("`{}` must be a relative path inside the package directory", entry.display())),
+        }
+    }
+    if rel.is_empty() {
+        return Err(format!("`{}` names the package directory itself", entry.display()));
+    }
+    walk(&base.join(entry), &rel.join("/"), out)
+}
+
+fn walk(path: &Path, rel: &str, out: &mut BTreeMap<String, PathBuf>) -> Result<(), String> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.file_type().is_symlink() {
+        return Err(format!("{} is a symbolic link; resources must be regular files", path.display()));
+    }
+    if meta.is_dir() {
+        let mut children: Vec<_> = std::fs::read_dir(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        children.sort();
+        for child in children {
+            let name = child.to_str().ok_or_else(|| format!("{}: a file name is not valid UTF-8", path.display()))?;
+            walk(&path.join(name), &format!("{rel}/{name}"), out)?;
+        }
+        return Ok(());
+    }
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    let member = format!("resources/{rel}");
+    archive::check_member_name(&member).map_err(|e| e.to_string())?;
+    if out.insert(member.clone(), path.to_path_buf()).is_some() {
+        return Err(format!("`{member}` is listed twice"));
+    }
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! Reading a package: structure, signature and trust first, then every member read exactly once while
+//! its digest is computed. Only this module can make a [`VerifiedPackage`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::archive::{ArchiveLimits, ArchiveReader};
+use crate::error::PackageError;
+use crate::hashing::{HashingWriter, sha256_hex};
+use crate::manifest::{MemberPin, Name, PackageManifest};
+use crate::signing::{CheckedEnvelope, KeyId, MAX_ENVELOPE_SIZE, PublicKey};
+use crate::{MANIFEST_MEMBER, MAX_COMPONENT_SIZE, MAX_MANIFEST_SIZE, SIGNATURE_MEMBER};
+
+/// Which packages may be opened.
+#[derive(Debug, Clone, Default)]
+pub struct TrustPolicy {
+    /// Keys whose signatures are accepted.
+    pub trusted: Vec<PublicKey>,
+    /// Whether an unsigned package may be opened.
+    pub allow_unsigned: bool,
+}
+
+/// Who vouched for a verified package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signer {
+    /// Signed by this trusted key.
+    Key(KeyId),
+    /// Unsigned, accepted because the policy allows it.
+    Unsigned,
+}
+
+/// Where a package's resources go while they are verified.
+#[derive(Debug, Clone, Copy)]
+pub enum ResourceSink<'a> {
+    /// Hash them and drop the bytes.
+    Discard,
+    /// Keep a private copy in `ROOT/DIGEST/`, written once per package digest.
+    Extract {
+        /// The directory holding extracted packages.
+        root: &'a Path,
+    },
+}
+
+/// A package whose signature, trust and every member digest have been checked. The bytes it holds are
+/// exactly the verified bytes; nothing is read from the archive again.
+#[derive(Debug, Clone)]
+pub struct VerifiedPackage {
+    manifest: PackageManifest,
+    digest: String,
+    signer: Signer,
+    components: BTreeMap<Name, Arc<[u8]>>,
+    resources_dir: Option<PathBuf>,
+}
+
+impl VerifiedPackage {
+    /// The verified manifest.
+    pub fn manifest(&self) -> &PackageManifest {
+        &self.manifest
+    }
+
+    /// SHA-256 of `manifest.json`, which pins everything else: the package's identity.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Who signed it.
+    pub fn signer(&self) -> Signer {
+        self.signer
+    }
+
+    /// The verified bytes of a component.
+    pub fn component_bytes(&self, name: &Name) -> Option<Arc<[u8]>> {
+        self.components.get(name).cloned()
+    }
+
+    /// The private directory holding the verified resources, when they were extracted.
+    pub fn resources_dir(&self) -> Option<&Path> {
+        self.resources_dir.as_deref()
+    }
+}
+
+/// A package's contents for display: integrity checked (every digest), trust not decided.
+#[derive(Debug, Clone)]
+pub struct PackageReport {
+    /// The manifest.
+    pub manifest: PackageManifest,
+    /// SHA-256 of `manifest.json`.
+    pub digest: String,
+    /// Key ids the signature envelope names (not verified against any trust anchor).
+    pub claimed_signers: Vec<KeyId>,
+    /// The bytes of each component.
+    pub components: BTreeMap<Name, Arc<[u8]>>,
+}
+
+/// Opens, verifies and trusts a package. Fails, naming the member, on any structural fault, digest or
+/// size mismatch, bad signature or untrusted signer; in that order, before any member is used.
+pub fn verify_package(path: &Path, trust: &TrustPolicy, resources: ResourceSink<'_>) -> Result<VerifiedPackage, PackageError> {
+    let mut opened = Opened::open(path)?;
+    let signer = match &opened.envelope {
+        Some(envelope) => Signer::Key(envelope.verify(&opened.manifest_bytes, &trust.trusted)?),
+        None if trust.allow_unsigned => Signer::Unsigned,
+        None => return Err(PackageError::Unsigned),
+    };
+    let (components, resources_dir) = opened.read_members(resources)?;
+    Ok(VerifiedPackage { digest: sha256_hex(&opened.manifest_bytes), manifest: opened.manifest, signer, components, resources_dir })
+}
+
+/// Opens a package and checks every digest, without deciding trust: for `inspect`.
+pub fn inspect_package(path: &Path) -> Result<PackageReport, PackageError> {
+    let mut opened = Opened::open(path)?;
+    let claimed_signers = opened.envelope.as_ref().map(|e| e.key_ids()).unwrap_or_default();
+    let (components, _) = opened.read_members(ResourceSink::Discard)?;
+    Ok(PackageReport { digest: sha256_hex(&opened.manifest_bytes), manifest: opened.manifest, claimed_signers, components })
+}
+
+struct Opened {
+    path: PathBuf,
+    reader: ArchiveReader<File>,
+    manifest_bytes: Vec<u8>,
+    manifest: PackageManifest,
+    envelope: Option<CheckedEnvelope>,
+}
+
+impl Opened {
+    /// Structure, manifest, envelope, and the member set: no member but the manifest and the signature
+    /// is read here.
+    fn open(path: &Path) -> Result<Self, PackageError> {
+        let archive_err = |source| PackageError::Archive { path: path.to_path_buf(), source };
+        let file = File::open(path).map_err(|e| PackageError::io(path, "open", e))?;
+        let mut reader = ArchiveReader::open(file, &ArchiveLimits::default()).map_err(archive_err)?;
+
+        let manifest_index = reader.find(MANIFEST_MEMBER).ok_or_else(|| {
+            PackageError::member(MANIFEST_MEMBER, "missing: this is not a wasmzip package")
+        })?;
+        let manifest_bytes = reader.read_entry_to_vec(manifest_index, MAX_MANIFEST_SIZE).map_err(archive_err)?;
+        let manifest = PackageManifest::from_bytes(&manifest_bytes)?;
+        let envelope = match reader.find(SIGNATURE_MEMBER) {
+            Some(i) => {
+                let bytes = reader.read_entry_to_vec(i, MAX_ENVELOPE_SIZE).map_err(archive_err)?;
+                Some(CheckedEnvelope::parse(&bytes, &manifest_bytes)?)
+            }
+            None => None,
+        };
+
+        let mut pinned = HashSet::new();
+        for pin in &manifest.members {
+            if !(pin.name.starts_with("components/") || pin.name.starts_with("resources/")) {
+                return Err(PackageError::member(&pin.name, "pinned members live under components/ or resources/"));
+            }
+            if !pinned.insert(pin.name.as_str()) {
+                return Err(PackageError::member(&pin.name, "pinned twice in manifest.json"));
+            }
+            let Some(index) = reader.find(&pin.name) else {
+                return Err(PackageError::member(&pin.name, "pinned by manifest.json but missing from the archive"));
+            };
+            let size = reader.entries()[index].size;
+            if size != pin.size {
+                return Err(PackageError::member(&pin.name, format!("holds {size} bytes but manifest.json pins {}", pin.size)));
+            }
+        }
+        for entry in reader.entries() {
+            let name = entry.name.as_str();
+            if name != MANIFEST_MEMBER && name != SIGNATURE_MEMBER && !pinned.contains(name) {
+                return Err(PackageError::member(name, "is not pinned by manifest.json"));
+            }
+        }
+        Ok(Opened { path: path.to_path_buf(), reader, manifest_bytes, manifest, envelope })
+    }
+
+    /// Reads each pinned member once, hashing as it goes: components into memory, resources into the
+    /// sink.
+    fn read_members(&mut self, sink: ResourceSink<'_>) -> Result<(BTreeMap<Name, Arc<[u8]>>, Option<PathBuf>), PackageError> {
+        // Owned copies: reading borrows the archive reader mutably.
+        let by_member: BTreeMap<String, Name> =
+            self.manifest.components.iter().map(|(n, c)| (c.member.clone(), n.clone())).collect();
+        let members = self.manifest.members.clone();
+        let mut components = BTreeMap::new();
+        let resources: Vec<&MemberPin> = members.iter().filter(|p| p.name.starts_with("resources/")).collect();
+
+        for pin in members.iter().filter(|p| p.name.starts_with("components/")) {
+            let Some(name) = by_member.get(pin.name.as_str()) else {
+                return Err(PackageError::member(&pin.name, "is not named by any component"));
+            };
+            if pin.size > MAX_COMPONENT_SIZE {
+                return Err(PackageError::member(&pin.name, format!("components are limited to {MAX_COMPONENT_SIZE} bytes")));
+            }
+            let bytes = self.read_pinned(pin, Vec::with_capacity(pin.size as usize))?;
+            components.insert(name.clone(), Arc::from(bytes));
+        }
+
+        let resources_dir = match sink {
+            ResourceSink::Discard => {
+                for pin in resources {
+                    self.read_pinned(pin, std::io::sink())?;
+                }
+                None
+            }
+            ResourceSink::Extract { root } => Some(self.extract(root, &resources)?),
+        };
+        Ok((components, resources_dir))
+    }
+
+    fn read_pinned<W: Write>(&mut self, pin: &MemberPin, sink: W) -> Result<W, PackageError> {
+        let index = self.reader.find(&pin.name).expect("checked in open");
+        let mut hashing = HashingWriter::new(sink);
+        self.reader
+            .read_entry(index, &mut hashing)
+            .map_err(|source| PackageError::Archive { path: self.path.clone(), source })?;
+        let (sha256, inner) = hashing.finish();
+        if sha256 != pin.sha256 {
+            return Err(PackageError::member(&pin.name, "SHA-256 differs from the digest pinned in manifest.json: the package was altered"));
+        }
+        Ok(inner)
+    }
+
+    /// Writes the resources into a fresh private directory and renames it into place once all verify.
+    /// An existing directory for this digest was written by an earlier verified extraction, so the
+    /// archive's bytes are then only hashed.
+    fn extract(&mut self, root: &Path, resources: &[&MemberPin]) -> Result<PathBuf, PackageError> {
+        let digest = sha256_hex(&self.manifest_bytes);
+        let target = root.join(&digest);
+        if target.is_dir() {
+            for pin in resources {
+                self.read_pinned(pin, std::io::sink())?;
+            }
+            return Ok(target);
+        }
+        create_private_dir(root)?;
+        let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let tmp = root.join(format!(".tmp-{digest}-{}-{nonce}", std::process::id()));
+        let result = (|| {
+            std::fs::create_dir(&tmp).map_err(|e| PackageError::io(&tmp, "create", e))?;
+            for pin in resources {
+                let rel = pin.name.strip_prefix("resources/").expect("filtered by prefix");
+                let dest = tmp.join(rel);
+                if let Some(parent) = dest.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| PackageError::member(&pin.name, format!("cannot extract: {e}")))?;
+                }
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&dest)
+                    .map_err(|e| PackageError::member(&pin.name, format!("cannot extract: {e}")))?;
+                let writer = self.read_pinned(pin, BufWriter::with_capacity(1 << 20, file))?;
+                let file = writer.into_inner().map_err(|e| PackageError::io(&dest, "write", e.into_error()))?;
+                file.sync_all().map_err(|e| PackageError::io(&dest, "write", e))?;
+            }
+            match std::fs::rename(&tmp, &target) {
+                Ok(()) => Ok(()),
+                // Another process extracted the same digest first; its copy is as good as ours.
+                Err(_) if target.is_dir() => {
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    Ok(())
+                }
+                Err(e) => Err(PackageError::io(&target, "create", e)),
+            }
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        result.map(|()| target)
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), PackageError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| PackageError::io(dir, "create", e))
+}

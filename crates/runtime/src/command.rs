@@ -1,0 +1,166 @@
+//! Running a WASI command (`wasi:cli/run` of a component, or `_start` of a preview-1 module) once, with
+//! a capability plan and limits, and classifying how it ended.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Store, WasmBacktrace};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::RuntimeError;
+use crate::audit::Auditor;
+use crate::capabilities::CapabilityPlan;
+use crate::capabilities::network::{NameLookupView, NetworkGuard, add_name_lookup_to_linker};
+use crate::engine::{Program, Runtime};
+use crate::limits::{GuestLimiter, GuestLimits, MAX_RESOURCE_HANDLES};
+
+/// One run of a command.
+#[derive(Debug, Clone)]
+pub struct CommandSpec {
+    /// Who runs, for audit lines (`name@version`).
+    pub subject: String,
+    /// The arguments, starting with the program name.
+    pub args: Vec<String>,
+    /// What the guest may touch.
+    pub plan: CapabilityPlan,
+    /// Limits it runs under.
+    pub limits: GuestLimits,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandOutcome {
+    /// The guest returned or exited with this code (`wasi:cli/run` returning an error is 1).
+    Exited(i32),
+    /// The guest trapped.
+    Trapped {
+        /// The trap.
+        message: String,
+        /// The guest's backtrace, with source locations when the component has debug info.
+        backtrace: Option<String>,
+    },
+    /// The guest tried to grow its memory past the limit and then failed.
+    MemoryExhausted {
+        /// The limit in bytes.
+        limit: u64,
+        /// The trap that followed.
+        message: String,
+    },
+    /// The wall-clock limit passed; the store was dropped.
+    TimedOut {
+        /// The limit.
+        after: Duration,
+    },
+}
+
+struct ComponentState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: GuestLimiter,
+    network: Arc<NetworkGuard>,
+}
+
+impl WasiView for ComponentState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl NameLookupView for ComponentState {
+    fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    fn network_guard(&self) -> Arc<NetworkGuard> {
+        self.network.clone()
+    }
+}
+
+struct ModuleState {
+    wasi: WasiP1Ctx,
+    limiter: GuestLimiter,
+}
+
+/// Runs `program` as a command. Errors are refusals to start (missing imports, capability set-up);
+/// everything the guest does, traps included, is a [`CommandOutcome`].
+pub async fn run_command(runtime: &Runtime, program: &Program, spec: CommandSpec) -> Result<CommandOutcome, RuntimeError> {
+    let engine = runtime.engine();
+    let guard = NetworkGuard::new(spec.plan.network.clone(), Auditor::new(spec.subject.clone()));
+    let mut builder = WasiCtxBuilder::new();
+    builder.inherit_stdio().args(&spec.args);
+    spec.plan.configure(&mut builder, &guard)?;
+    let limiter = GuestLimiter::new(&spec.limits);
+    let link_err = |e: wasmtime::Error| RuntimeError::Link(format!("{e:#}"));
+
+    match program {
+        Program::Component(component) => {
+            let mut linker = Linker::<ComponentState>::new(engine);
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_err)?;
+            add_name_lookup_to_linker(&mut linker).map_err(link_err)?;
+            let pre = CommandPre::new(linker.instantiate_pre(component).map_err(link_err)?).map_err(link_err)?;
+
+            let mut table = ResourceTable::new();
+            table.set_max_capacity(MAX_RESOURCE_HANDLES);
+            let mut store = Store::new(engine, ComponentState { wasi: builder.build(), table, limiter, network: guard });
+            store.limiter(|s| &mut s.limiter);
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_async_yield_and_update(1);
+
+            let run = async {
+                let command = pre.instantiate_async(&mut store).await?;
+                command.wasi_cli_run().call_run(&mut store).await
+            };
+            let outcome = match within(spec.limits.timeout, run).await {
+                None => CommandOutcome::TimedOut { after: spec.limits.timeout.unwrap_or_default() },
+                Some(Ok(Ok(()))) => CommandOutcome::Exited(0),
+                Some(Ok(Err(()))) => CommandOutcome::Exited(1),
+                Some(Err(e)) => classify(e, &store.data().limiter, &spec.limits),
+            };
+            Ok(outcome)
+        }
+        Program::Module(module) => {
+            let mut linker = wasmtime::Linker::<ModuleState>::new(engine);
+            wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s| &mut s.wasi).map_err(link_err)?;
+            let pre = linker.instantiate_pre(module).map_err(link_err)?;
+            let mut store = Store::new(engine, ModuleState { wasi: builder.build_p1(), limiter });
+            store.limiter(|s| &mut s.limiter);
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_async_yield_and_update(1);
+
+            let run = async {
+                let instance = pre.instantiate_async(&mut store).await?;
+                let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                start.call_async(&mut store, ()).await
+            };
+            let outcome = match within(spec.limits.timeout, run).await {
+                None => CommandOutcome::TimedOut { after: spec.limits.timeout.unwrap_or_default() },
+                Some(Ok(())) => CommandOutcome::Exited(0),
+                Some(Err(e)) => classify(e, &store.data().limiter, &spec.limits),
+            };
+            Ok(outcome)
+        }
+    }
+}
+
+async fn within<F: Future>(timeout: Option<Duration>, f: F) -> Option<F::Output> {
+    match timeout {
+        Some(limit) => tokio::time::timeout(limit, f).await.ok(),
+        None => Some(f.await),
+    }
+}
+
+fn classify(error: wasmtime::Error, limiter: &GuestLimiter, limits: &GuestLimits) -> CommandOutcome {
+    if let Some(exit) = error.downcast_ref::<I32Exit>() {
+        return CommandOutcome::Exited(exit.0);
+    }
+    let message = error.root_cause().to_string();
+    if limiter.memory_refused() {
+        return CommandOutcome::MemoryExhausted { limit: limits.memory_limit(), message };
+    }
+    let backtrace = error.downcast_ref::<WasmBacktrace>().map(|bt| bt.to_string());
+    CommandOutcome::Trapped { message, backtrace }
+}

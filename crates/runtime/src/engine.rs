@@ -1,0 +1,150 @@
+//! The one engine per process, the epoch ticker that drives deadlines, and compilation through the
+//! compile cache.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, Module, WasmBacktraceDetails};
+
+use crate::RuntimeError;
+use crate::cache::{ArtifactKind, CompileCache};
+
+/// How often the engine's epoch advances. Running guests yield to the async executor at each tick, so
+/// this bounds how late a timeout can fire.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Settings for [`Runtime::new`].
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    /// Directory of the compile cache; `None` disables it.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// A compiled guest program.
+#[derive(Clone)]
+pub enum Program {
+    /// A WASI 0.2 component.
+    Component(Component),
+    /// A WASI preview-1 core module.
+    Module(Module),
+}
+
+/// Whether compiled code came from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Loaded from a verified cache entry.
+    Hit,
+    /// Compiled now (and stored when a cache is configured).
+    Compiled,
+}
+
+/// The engine, its epoch ticker and the compile cache; one per process.
+pub struct Runtime {
+    engine: Engine,
+    cache: Option<CompileCache>,
+    ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+impl Runtime {
+    /// Builds the engine and starts the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let mut wasm = Config::new();
+        wasm.epoch_interruption(true)
+            .wasm_backtrace_details(WasmBacktraceDetails::Enable)
+            .wasm_component_model(true);
+        let engine = Engine::new(&wasm).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let cache = config.cache_dir.map(|dir| CompileCache::new(dir, &engine));
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticking = engine.clone();
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("wasmzip-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticking.increment_epoch();
+                }
+            })
+            .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch thread: {e}")))?;
+        Ok(Runtime { engine, cache, ticker: Some((stop, handle)) })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The compile cache, when configured.
+    pub fn cache(&self) -> Option<&CompileCache> {
+        self.cache.as_ref()
+    }
+
+    /// Compiles (or loads from the cache) a component or core module whose bytes hash to `digest`.
+    /// `what` names it in errors.
+    pub fn load_program(&self, bytes: &[u8], digest: &str, what: &str) -> Result<(Program, CacheOutcome), RuntimeError> {
+        let kind = if wasmparser::Parser::is_component(bytes) {
+            ArtifactKind::Component
+        } else if wasmparser::Parser::is_core_wasm(bytes) {
+            ArtifactKind::Module
+        } else {
+            return Err(RuntimeError::Compile { what: what.to_string(), message: "not a WebAssembly component or module".into() });
+        };
+        if let Some(cache) = &self.cache
+            && let Some(payload) = cache.load(kind, digest)
+        {
+            // SAFETY: the payload was written by `store` below from Wasmtime's own serialisation for an
+            // engine with this compatibility hash, and its checksum was verified just now.
+            let loaded = unsafe {
+                match kind {
+                    ArtifactKind::Component => Component::deserialize(&self.engine, &payload).map(Program::Component),
+                    ArtifactKind::Module => Module::deserialize(&self.engine, &payload).map(Program::Module),
+                }
+            };
+            match loaded {
+                Ok(program) => return Ok((program, CacheOutcome::Hit)),
+                Err(e) => {
+                    tracing::warn!("recompiling {what}: cached code was rejected: {e}");
+                    cache.remove(kind, digest);
+                }
+            }
+        }
+        let compile_err = |e: wasmtime::Error| RuntimeError::Compile { what: what.to_string(), message: format!("{e:#}") };
+        let (program, serialized) = match kind {
+            ArtifactKind::Component => {
+                let c = Component::new(&self.engine, bytes).map_err(compile_err)?;
+                let s = self.cache.as_ref().map(|_| c.serialize());
+                (Program::Component(c), s)
+            }
+            ArtifactKind::Module => {
+                let m = Module::new(&self.engine, bytes).map_err(compile_err)?;
+                let s = self.cache.as_ref().map(|_| m.serialize());
+                (Program::Module(m), s)
+            }
+        };
+        if let (Some(cache), Some(serialized)) = (&self.cache, serialized) {
+            match serialized {
+                Ok(bytes) => {
+                    if let Err(e) = cache.store(kind, digest, &bytes) {
+                        tracing::warn!(dir = %cache.dir().display(), "cannot write the compile cache: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!("cannot serialise compiled {what}: {e}"),
+            }
+        }
+        Ok((program, CacheOutcome::Compiled))
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some((stop, handle)) = self.ticker.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = handle.join();
+        }
+    }
+}

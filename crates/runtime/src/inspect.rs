@@ -1,0 +1,104 @@
+//! What a component imports and exports, read with `wasmparser` (nothing is compiled), and how that
+//! compares with the capabilities it requests.
+
+use wasmparser::{Parser, Payload};
+use wasmzip_package::Capability;
+
+use crate::RuntimeError;
+
+/// The top-level imports and exports of a component.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorldSummary {
+    /// Imported instance and function names (`wasi:cli/environment@0.2.12`, ...).
+    pub imports: Vec<String>,
+    /// Exported names.
+    pub exports: Vec<String>,
+}
+
+/// WASI packages this host provides to `cli` components.
+const PROVIDED: &[&str] = &["wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:cli/", "wasi:filesystem/", "wasi:sockets/"];
+
+/// Reads the top-level imports and exports of a component.
+pub fn component_world(bytes: &[u8]) -> Result<WorldSummary, RuntimeError> {
+    let bad = |message: String| RuntimeError::Compile { what: "component".into(), message };
+    if !Parser::is_component(bytes) {
+        return Err(bad("not a WebAssembly component".into()));
+    }
+    let mut summary = WorldSummary::default();
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(|e| bad(e.to_string()))? {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    summary.imports.push(import.map_err(|e| bad(e.to_string()))?.name.name.to_string());
+                }
+            }
+            Payload::ComponentExportSection(reader) if depth == 0 => {
+                for export in reader {
+                    summary.exports.push(export.map_err(|e| bad(e.to_string()))?.name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(summary)
+}
+
+/// Warnings for imports that no requested capability covers, requests that no import uses, and imports
+/// this host does not provide at all.
+pub fn capability_warnings(world: &WorldSummary, requested: &[Capability]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let imports_any = |prefix: &str| world.imports.iter().any(|i| i.starts_with(prefix));
+    for import in &world.imports {
+        if !PROVIDED.iter().any(|p| import.starts_with(p)) {
+            warnings.push(format!("imports `{import}`, which this host does not provide: the component will not start"));
+        }
+    }
+    let requests = |domain: &str| requested.iter().filter(|c| c.domain() == domain).collect::<Vec<_>>();
+    if let Some(import) = world.imports.iter().find(|i| i.starts_with("wasi:sockets/") && !i.starts_with("wasi:sockets/network")) {
+        if requests("network").is_empty() {
+            warnings.push(format!("imports `{import}` but requests no network capability: every connection and lookup will be denied"));
+        }
+    }
+    for cap in requests("network") {
+        if !imports_any("wasi:sockets/") {
+            warnings.push(format!("requests `{cap}` but imports no wasi:sockets interface"));
+        }
+    }
+    for cap in requests("filesystem") {
+        if !imports_any("wasi:filesystem/preopens") {
+            warnings.push(format!("requests `{cap}` but imports no wasi:filesystem/preopens"));
+        }
+    }
+    for cap in requests("env") {
+        if !imports_any("wasi:cli/environment") {
+            warnings.push(format!("requests `{cap}` but imports no wasi:cli/environment"));
+        }
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warns_both_ways() {
+        let world = WorldSummary {
+            imports: vec!["wasi:sockets/tcp@0.2.12".into(), "wasi:nn/graph@0.2.0".into()],
+            exports: vec!["wasi:cli/run@0.2.12".into()],
+        };
+        let requested: Vec<Capability> = vec!["env:HOME".parse().unwrap()];
+        let w = capability_warnings(&world, &requested);
+        assert!(w.iter().any(|m| m.contains("wasi:nn/graph") && m.contains("does not provide")), "{w:?}");
+        assert!(w.iter().any(|m| m.contains("wasi:sockets/tcp") && m.contains("no network capability")), "{w:?}");
+        assert!(w.iter().any(|m| m.contains("env:HOME") && m.contains("wasi:cli/environment")), "{w:?}");
+    }
+
+    #[test]
+    fn rejects_core_modules() {
+        assert!(component_world(b"\0asm\x01\0\0\0").is_err());
+    }
+}

@@ -1,0 +1,101 @@
+//! `wasmzip inspect`: show what a package holds, what it requests and what its components import.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::json;
+use wasmzip_runtime::inspect::{capability_warnings, component_world};
+
+/// Show a package's manifest, members, signer, requested capabilities and WIT imports and exports.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The package.
+    pub package: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the command.
+pub fn run(args: InspectArgs) -> Result<u8> {
+    let report = wasmzip_package::inspect_package(&args.package)?;
+    let m = &report.manifest;
+    let mut components = Vec::new();
+    for (name, entry) in &m.components {
+        let bytes = report.components.get(name).expect("every component was read");
+        let world = component_world(bytes)?;
+        let warnings = capability_warnings(&world, &entry.capabilities);
+        components.push((name, entry, world, warnings));
+    }
+    let signers: Vec<String> = report.claimed_signers.iter().map(|k| k.to_string()).collect();
+
+    if args.json {
+        let value = json!({
+            "name": m.name,
+            "version": m.version.to_string(),
+            "description": m.description,
+            "digest": format!("sha256:{}", report.digest),
+            "signers": signers,
+            "members": m.members,
+            "components": components.iter().map(|(name, entry, world, warnings)| json!({
+                "name": name,
+                "member": entry.member,
+                "world": entry.world,
+                "capabilities": entry.capabilities,
+                "limits": entry.limits,
+                "imports": world.imports,
+                "exports": world.exports,
+                "warnings": warnings,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(0);
+    }
+
+    println!("package   {} {}", m.name, m.version);
+    if let Some(d) = &m.description {
+        println!("          {d}");
+    }
+    println!("digest    sha256:{}", report.digest);
+    if signers.is_empty() {
+        println!("signer    none (unsigned)");
+    }
+    for s in &signers {
+        println!("signer    key {s} (claimed; `wasmzip verify --trust` checks it)");
+    }
+    println!("members");
+    for pin in &m.members {
+        println!("  {:<40} {:>12} bytes  sha256:{}", pin.name, pin.size, pin.sha256);
+    }
+    for (name, entry, world, warnings) in &components {
+        println!("component {name} (world {}, {})", entry.world, entry.member);
+        let limits = [
+            entry.limits.memory_bytes.map(|b| format!("memory {}", wasmzip_package::manifest::ByteSize(b))),
+            entry.limits.timeout_ms.map(|t| format!("timeout {t}ms")),
+        ];
+        let limits: Vec<String> = limits.into_iter().flatten().collect();
+        if !limits.is_empty() {
+            println!("  limits: {}", limits.join(", "));
+        }
+        println!("  requests:");
+        if entry.capabilities.is_empty() {
+            println!("    (nothing)");
+        }
+        for cap in &entry.capabilities {
+            println!("    {cap}");
+        }
+        println!("  imports:");
+        for i in &world.imports {
+            println!("    {i}");
+        }
+        println!("  exports:");
+        for e in &world.exports {
+            println!("    {e}");
+        }
+        for w in warnings {
+            println!("  warning: {w}");
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,66 @@
+//! `wasmzip`: pack, sign, verify, inspect and run WebAssembly components as capability-scoped packages.
+
+mod commands;
+mod exit;
+mod options;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Run WebAssembly (WASI) programs as portable, signed, capability-scoped packages.
+#[derive(Parser)]
+#[command(name = "wasmzip", version, about, propagate_version = true)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = options::LogFormat::Text)]
+    log_format: options::LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Keygen(commands::keygen::KeygenArgs),
+    Pack(commands::pack::PackArgs),
+    Verify(commands::verify::VerifyArgs),
+    Inspect(commands::inspect::InspectArgs),
+    Run(commands::run::RunArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(exit::REFUSED) } else { ExitCode::SUCCESS };
+        }
+    };
+    options::init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wasmzip: error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::REFUSED);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Keygen(args) => commands::keygen::run(args),
+            Command::Pack(args) => commands::pack::run(args),
+            Command::Verify(args) => commands::verify::run(args),
+            Command::Inspect(args) => commands::inspect::run(args),
+            Command::Run(args) => commands::run::run(args).await,
+        }
+    });
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("wasmzip: error: {e:#}");
+            exit::REFUSED
+        }
+    };
+    // Blocking tasks a timed-out guest left behind must not hold the process open.
+    runtime.shutdown_background();
+    ExitCode::from(code)
+}
