@@ -74,7 +74,9 @@ impl SigningKey {
                 return Err(PackageError::Key { path: p.clone(), message: "already exists; refusing to overwrite it".into() });
             }
         }
-        let private = self.0.to_pkcs8_pem(LineEnding::LF).map_err(|e| PackageError::Key {
+        // PKCS#8 v1 (seed only): the form `openssl genpkey` writes and every OpenSSL 3 reads.
+        let v1 = ed25519_dalek::pkcs8::KeypairBytes { secret_key: self.0.to_bytes(), public_key: None };
+        let private = v1.to_pkcs8_pem(LineEnding::LF).map_err(|e| PackageError::Key {
             path: key_path.clone(),
             message: format!("cannot encode the private key: {e}"),
         })?;
