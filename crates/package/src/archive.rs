@@ -136,13 +136,12 @@ pub struct Entry {
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     /// The underlying reader or writer failed.
-    #[error("I/O error while {context}: {source}")]
+    #[error("I/O error while {context}: {error}")]
     Io {
         /// What was being done.
         context: String,
         /// The underlying error.
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
     /// A structural problem not tied to one member.
     #[error("not a valid archive: {0}")]
@@ -187,7 +186,7 @@ fn member_err(name: &str, reason: impl Into<String>) -> ArchiveError {
 fn io_err(context: impl Into<String>, source: io::Error) -> ArchiveError {
     ArchiveError::Io {
         context: context.into(),
-        source,
+        error: source,
     }
 }
 

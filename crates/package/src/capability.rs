@@ -172,8 +172,9 @@ impl HostPattern {
             let Some(inner) = inner.strip_suffix(']') else {
                 return Err((text.len(), "an IPv6 address must be closed with `]`".into()));
             };
+            // An IPv4-mapped address is the IPv4 address: connections are checked in canonical form.
             return Ipv6Addr::from_str(inner)
-                .map(|ip| HostPattern::Ip(IpAddr::V6(ip)))
+                .map(|ip| HostPattern::Ip(IpAddr::V6(ip).to_canonical()))
                 .map_err(|_| (2, format!("`{inner}` is not an IPv6 address")));
         }
         if text.contains(':') {
@@ -391,6 +392,19 @@ impl FromStr for Capability {
                     .ok_or_else(|| fail(char_pos(token.len()), "expected `network:outbound:...` or `network:inbound:PORT`".into()))?;
                 let target_at = rest_at + kind.len() + 1;
                 match kind {
+                    "outbound" if target.starts_with('[') => {
+                        // `[IPv6]:PORT`: the address holds colons, so split at the closing bracket.
+                        let Some(close) = target.find(']') else {
+                            return Err(fail(char_pos(token.len()), "an IPv6 address must be closed with `]`".into()));
+                        };
+                        let (host, rest) = target.split_at(close + 1);
+                        let Some(port) = rest.strip_prefix(':') else {
+                            return Err(fail(char_pos(target_at + close + 1), "expected `:PORT` after the IPv6 address".into()));
+                        };
+                        let host = HostPattern::parse(host).map_err(|(p, r)| fail(char_pos(target_at + p - 1), r))?;
+                        let port = PortPattern::parse(port).map_err(|(p, r)| fail(char_pos(target_at + close + 2 + p - 1), r))?;
+                        Ok(Capability::NetworkOutbound(host, port))
+                    }
                     "outbound" => match target.rsplit_once(':') {
                         // Only a bracketed IPv6 address may hold colons, so the last colon splits off the port.
                         Some((host, port)) if !host.is_empty() => {
@@ -400,7 +414,6 @@ impl FromStr for Capability {
                             Ok(Capability::NetworkOutbound(host, port))
                         }
                         Some(_) => Err(fail(char_pos(target_at), "empty host".into())),
-                        None if target.starts_with('[') => Err(fail(char_pos(token.len()), "expected `:PORT` after the IPv6 address".into())),
                         None => sub(target_at, PortPattern::parse(target).map(|p| Capability::NetworkOutbound(HostPattern::Any, p))),
                     },
                     "inbound" => sub(target_at, PortPattern::parse(target).map(Capability::NetworkInbound)),
@@ -495,6 +508,7 @@ mod tests {
         assert_eq!(cap("filesystem:read:/data/").to_string(), "filesystem:read:/data");
         assert_eq!(cap("network:outbound:API.Example.COM:443").to_string(), "network:outbound:api.example.com:443");
         assert_eq!(cap("network:outbound:*:22"), cap("network:outbound:22"));
+        assert_eq!(cap("network:outbound:[::ffff:10.0.0.1]:80").to_string(), "network:outbound:10.0.0.1:80");
         // Paths may contain colons.
         assert_eq!(cap("filesystem:read:/a:b").to_string(), "filesystem:read:/a:b");
     }
@@ -512,7 +526,8 @@ mod tests {
             ("network:outbound:api.exa_mple.com:443", 25, "`_`"),
             ("network:outbound:a.*.com:443", 20, "`*`"),
             ("network:outbound:::1:443", 18, "brackets"),
-            ("network:outbound:[::1:443", 21, "`]`"),
+            ("network:outbound:[::1:443", 26, "`]`"),
+            ("network:outbound:[::1]", 23, "`:PORT`"),
             ("network:sideways:1", 9, "unknown network direction"),
             ("env:1ABC", 5, "digit"),
             ("env:A-B", 6, "letters, digits"),

@@ -9,18 +9,17 @@ use crate::capability::TokenError;
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
     /// A file could not be read or written.
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {}: {error}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// What was being done (`read`, `create`, ...).
         action: &'static str,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying error (shown in the message, so not chained as a source).
+        error: std::io::Error,
     },
     /// `wasmzip.toml` is malformed; the message names the line and key.
-    #[error("{path}: {message}")]
+    #[error("{}: {message}", path.display())]
     AuthorManifest {
         /// The manifest file.
         path: PathBuf,
@@ -28,7 +27,7 @@ pub enum PackageError {
         message: String,
     },
     /// A file named by `wasmzip.toml` is missing or unusable.
-    #[error("{path}: {key}: {message}")]
+    #[error("{}: {key}: {message}", path.display())]
     AuthorInput {
         /// The manifest file.
         path: PathBuf,
@@ -38,13 +37,12 @@ pub enum PackageError {
         message: String,
     },
     /// The archive's structure is invalid (names the member where there is one).
-    #[error("{path}: {source}")]
+    #[error("{}: {error}", path.display())]
     Archive {
         /// The package file.
         path: PathBuf,
-        /// The structural fault.
-        #[source]
-        source: ArchiveError,
+        /// The structural fault (shown in the message, so not chained as a source).
+        error: ArchiveError,
     },
     /// `manifest.json` is malformed.
     #[error("manifest.json: {message}")]
@@ -79,7 +77,7 @@ pub enum PackageError {
         key_ids: String,
     },
     /// A key file is malformed.
-    #[error("{path}: {message}")]
+    #[error("{}: {message}", path.display())]
     Key {
         /// The key file.
         path: PathBuf,
@@ -94,7 +92,7 @@ pub enum PackageError {
 impl PackageError {
     /// An I/O error on `path`.
     pub(crate) fn io(path: &Path, action: &'static str, source: std::io::Error) -> Self {
-        PackageError::Io { path: path.to_path_buf(), action, source }
+        PackageError::Io { path: path.to_path_buf(), action, error: source }
     }
 
     /// A fault in one member.

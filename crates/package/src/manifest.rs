@@ -134,7 +134,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a duration: write e.g. `500ms`, `30s` or `2m`"))?;
-    let d = match unit {
+    let d = match unit.trim() {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
@@ -196,11 +196,25 @@ pub struct AuthorComponent {
     /// The world the component targets.
     pub world: World,
     /// Capability tokens the component requests.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "requested_capabilities")]
     pub capabilities: Vec<Capability>,
     /// Resource limits the component runs under.
     #[serde(default)]
     pub limits: AuthorLimits,
+}
+
+fn requested_capabilities<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Capability>, D::Error> {
+    let caps = Vec::<Capability>::deserialize(d)?;
+    check_capabilities(&caps).map_err(serde::de::Error::custom)?;
+    Ok(caps)
+}
+
+fn nonzero_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ByteSize>, D::Error> {
+    let size = ByteSize::deserialize(d)?;
+    if size.0 == 0 {
+        return Err(serde::de::Error::custom("must be greater than zero"));
+    }
+    Ok(Some(size))
 }
 
 /// `[components.NAME.limits]` in `wasmzip.toml`.
@@ -208,6 +222,7 @@ pub struct AuthorComponent {
 #[serde(deny_unknown_fields)]
 pub struct AuthorLimits {
     /// Most linear memory the component may hold.
+    #[serde(default, deserialize_with = "nonzero_size")]
     pub memory: Option<ByteSize>,
     /// Wall-clock limit for one run.
     pub timeout: Option<DurationValue>,
@@ -229,12 +244,6 @@ impl AuthorManifest {
         let invalid = |message: String| PackageError::AuthorManifest { path: path.to_path_buf(), message };
         if manifest.components.is_empty() {
             return Err(invalid("at least one `[components.NAME]` table is required".into()));
-        }
-        for (name, component) in &manifest.components {
-            check_capabilities(&component.capabilities).map_err(|m| invalid(format!("components.{name}.capabilities: {m}")))?;
-            if component.limits.memory.is_some_and(|m| m.0 == 0) {
-                return Err(invalid(format!("components.{name}.limits.memory: must be greater than zero")));
-            }
         }
         Ok(manifest)
     }
@@ -269,10 +278,38 @@ pub struct PackageManifest {
     /// One line describing the package.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// The components, by name.
+    /// The components, by name (a repeated name is an error, not "last one wins").
+    #[serde(deserialize_with = "unique_keys")]
     pub components: BTreeMap<Name, ComponentEntry>,
     /// Every member except `manifest.json` and `signature.dsse.json`, in archive order.
     pub members: Vec<MemberPin>,
+}
+
+/// Deserialises a map, refusing repeated keys: two readers of a signed manifest must never disagree
+/// on what it says.
+fn unique_keys<'de, D, V>(d: D) -> Result<BTreeMap<Name, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Visitor<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<V> {
+        type Value = BTreeMap<Name, V>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map of names")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<Name, V>()? {
+                if out.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!("`{key}` appears twice")));
+                }
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Visitor(std::marker::PhantomData))
 }
 
 /// One component in `manifest.json`.
@@ -332,15 +369,40 @@ impl PackageManifest {
             return Err(bad(format!("schema {schema} is not supported; this wasmzip reads schema {MANIFEST_SCHEMA}")));
         }
         let manifest: PackageManifest = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+        if manifest.components.is_empty() {
+            return Err(bad("a package holds at least one component".into()));
+        }
         for (name, component) in &manifest.components {
+            let expected = format!("components/{name}.wasm");
+            if component.member != expected {
+                return Err(bad(format!("component `{name}` must live in member `{expected}`, not `{}`", component.member)));
+            }
             if !manifest.members.iter().any(|m| m.name == component.member) {
                 return Err(bad(format!("component `{name}` names member `{}`, which is not pinned", component.member)));
             }
             check_capabilities(&component.capabilities).map_err(|m| bad(format!("component `{name}`: {m}")))?;
+            if component.limits.memory_bytes == Some(0) || component.limits.timeout_ms == Some(0) {
+                return Err(bad(format!("component `{name}`: limits must be greater than zero")));
+            }
         }
+        let mut names = std::collections::BTreeSet::new();
         for pin in &manifest.members {
             if pin.sha256.len() != 64 || !pin.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
                 return Err(bad(format!("member `{}`: sha256 must be 64 lower-case hex digits", pin.name)));
+            }
+            let is_component = pin.name.starts_with("components/") && manifest.components.values().any(|c| c.member == pin.name);
+            if !is_component && !pin.name.starts_with("resources/") {
+                return Err(bad(format!("member `{}`: pinned members are components/NAME.wasm of a listed component, or under resources/", pin.name)));
+            }
+            if !names.insert(pin.name.as_str()) {
+                return Err(bad(format!("member `{}` is pinned twice", pin.name)));
+            }
+        }
+        // A resource may not also be a directory of other resources (`resources/a` and `resources/a/b`).
+        for name in &names {
+            let dir = format!("{name}/");
+            if names.range(dir.as_str()..).next().is_some_and(|next| next.starts_with(&dir)) {
+                return Err(bad(format!("member `{name}` is both a file and a directory of other members")));
             }
         }
         Ok(manifest)
@@ -435,5 +497,36 @@ limits = { memory = "64MiB", timeout = "5s" }
         .unwrap_err()
         .to_string();
         assert!(err.contains("extra") && err.contains("line 1"), "{err}");
+    }
+
+    fn manifest_json(components: &str, members: &str) -> Vec<u8> {
+        format!(r#"{{"schema":1,"name":"a","version":"1.0.0","components":{components},"members":{members}}}"#).into_bytes()
+    }
+
+    const PIN_A: &str = r#"{"name":"components/a.wasm","size":1,"sha256":"0000000000000000000000000000000000000000000000000000000000000000"}"#;
+    const COMPONENT_A: &str = r#""a":{"member":"components/a.wasm","world":"cli","capabilities":[],"limits":{}}"#;
+
+    #[test]
+    fn package_manifest_member_rules() {
+        let ok = manifest_json(&format!("{{{COMPONENT_A}}}"), &format!("[{PIN_A}]"));
+        PackageManifest::from_bytes(&ok).unwrap();
+        let dup = manifest_json(&format!("{{{COMPONENT_A},{COMPONENT_A}}}"), &format!("[{PIN_A}]"));
+        assert!(PackageManifest::from_bytes(&dup).unwrap_err().to_string().contains("appears twice"));
+        let elsewhere = manifest_json(
+            r#"{"a":{"member":"resources/a.wasm","world":"cli","capabilities":[],"limits":{}}}"#,
+            &format!("[{}]", PIN_A.replace("components/", "resources/")),
+        );
+        assert!(PackageManifest::from_bytes(&elsewhere).unwrap_err().to_string().contains("must live in member `components/a.wasm`"));
+        let pin = |name: &str| PIN_A.replace("components/a.wasm", name);
+        let both = manifest_json(&format!("{{{COMPONENT_A}}}"), &format!("[{PIN_A},{},{}]", pin("resources/x"), pin("resources/x/y")));
+        assert!(PackageManifest::from_bytes(&both).unwrap_err().to_string().contains("both a file and a directory"));
+        let twice = manifest_json(&format!("{{{COMPONENT_A}}}"), &format!("[{PIN_A},{PIN_A}]"));
+        assert!(PackageManifest::from_bytes(&twice).unwrap_err().to_string().contains("pinned twice"));
+        let stray = manifest_json(&format!("{{{COMPONENT_A}}}"), &format!("[{PIN_A},{}]", pin("other/x")));
+        assert!(PackageManifest::from_bytes(&stray).unwrap_err().to_string().contains("other/x"));
+        let empty = manifest_json("{}", "[]");
+        assert!(PackageManifest::from_bytes(&empty).unwrap_err().to_string().contains("at least one component"));
+        let zero = manifest_json(&format!("{{{}}}", COMPONENT_A.replace("{}", r#"{"timeout_ms":0}"#)), &format!("[{PIN_A}]"));
+        assert!(PackageManifest::from_bytes(&zero).unwrap_err().to_string().contains("greater than zero"));
     }
 }

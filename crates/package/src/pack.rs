@@ -94,6 +94,9 @@ pub fn pack(manifest_path: &Path, key: Option<&SigningKey>, output: Option<&Path
         inputs.push(Input { member: member.clone(), path, compression, pin: MemberPin { name: member, size, sha256 } });
     }
 
+    if inputs.len() + 2 > archive::MAX_MEMBERS {
+        return Err(input_error("resources".into(), format!("{} members; a package holds at most {}", inputs.len() + 2, archive::MAX_MEMBERS)));
+    }
     let manifest = PackageManifest {
         schema: MANIFEST_SCHEMA,
         name: author.package.name.clone(),
@@ -121,7 +124,7 @@ fn write_archive(output: &Path, manifest: &[u8], signature: Option<&[u8]>, input
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| {
         let file = File::create(&tmp).map_err(|e| PackageError::io(&tmp, "create", e))?;
-        let archive_err = |source| PackageError::Archive { path: output.to_path_buf(), source };
+        let archive_err = |error| PackageError::Archive { path: output.to_path_buf(), error };
         let mut writer = ArchiveWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
         writer.add(MANIFEST_MEMBER, Compression::Deflated, &mut &manifest[..]).map_err(archive_err)?;
         if let Some(sig) = signature {

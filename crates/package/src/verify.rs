@@ -95,8 +95,9 @@ pub struct PackageReport {
     pub components: BTreeMap<Name, Arc<[u8]>>,
 }
 
-/// Opens, verifies and trusts a package. Fails, naming the member, on any structural fault, digest or
-/// size mismatch, bad signature or untrusted signer; in that order, before any member is used.
+/// Opens, verifies and trusts a package, in this order: archive structure, manifest, signature and
+/// trust, member set and sizes, then every member's digest as it is read. Fails at the first fault,
+/// naming the member, before any member is used.
 pub fn verify_package(path: &Path, trust: &TrustPolicy, resources: ResourceSink<'_>) -> Result<VerifiedPackage, PackageError> {
     let mut opened = Opened::open(path)?;
     let signer = match &opened.envelope {
@@ -104,6 +105,7 @@ pub fn verify_package(path: &Path, trust: &TrustPolicy, resources: ResourceSink<
         None if trust.allow_unsigned => Signer::Unsigned,
         None => return Err(PackageError::Unsigned),
     };
+    opened.check_member_set()?;
     let (components, resources_dir) = opened.read_members(resources)?;
     Ok(VerifiedPackage { digest: sha256_hex(&opened.manifest_bytes), manifest: opened.manifest, signer, components, resources_dir })
 }
@@ -112,6 +114,7 @@ pub fn verify_package(path: &Path, trust: &TrustPolicy, resources: ResourceSink<
 pub fn inspect_package(path: &Path) -> Result<PackageReport, PackageError> {
     let mut opened = Opened::open(path)?;
     let claimed_signers = opened.envelope.as_ref().map(|e| e.key_ids()).unwrap_or_default();
+    opened.check_member_set()?;
     let (components, _) = opened.read_members(ResourceSink::Discard)?;
     Ok(PackageReport { digest: sha256_hex(&opened.manifest_bytes), manifest: opened.manifest, claimed_signers, components })
 }
@@ -125,10 +128,9 @@ struct Opened {
 }
 
 impl Opened {
-    /// Structure, manifest, envelope, and the member set: no member but the manifest and the signature
-    /// is read here.
+    /// Structure, manifest and envelope: no member but the manifest and the signature is read here.
     fn open(path: &Path) -> Result<Self, PackageError> {
-        let archive_err = |source| PackageError::Archive { path: path.to_path_buf(), source };
+        let archive_err = |error| PackageError::Archive { path: path.to_path_buf(), error };
         let file = File::open(path).map_err(|e| PackageError::io(path, "open", e))?;
         let mut reader = ArchiveReader::open(file, &ArchiveLimits::default()).map_err(archive_err)?;
 
@@ -144,30 +146,30 @@ impl Opened {
             }
             None => None,
         };
+        Ok(Opened { path: path.to_path_buf(), reader, manifest_bytes, manifest, envelope })
+    }
 
+    /// The archive holds exactly the pinned members (plus the manifest and the signature), each of the
+    /// pinned size.
+    fn check_member_set(&self) -> Result<(), PackageError> {
         let mut pinned = HashSet::new();
-        for pin in &manifest.members {
-            if !(pin.name.starts_with("components/") || pin.name.starts_with("resources/")) {
-                return Err(PackageError::member(&pin.name, "pinned members live under components/ or resources/"));
-            }
-            if !pinned.insert(pin.name.as_str()) {
-                return Err(PackageError::member(&pin.name, "pinned twice in manifest.json"));
-            }
-            let Some(index) = reader.find(&pin.name) else {
+        for pin in &self.manifest.members {
+            pinned.insert(pin.name.as_str());
+            let Some(index) = self.reader.find(&pin.name) else {
                 return Err(PackageError::member(&pin.name, "pinned by manifest.json but missing from the archive"));
             };
-            let size = reader.entries()[index].size;
+            let size = self.reader.entries()[index].size;
             if size != pin.size {
                 return Err(PackageError::member(&pin.name, format!("holds {size} bytes but manifest.json pins {}", pin.size)));
             }
         }
-        for entry in reader.entries() {
+        for entry in self.reader.entries() {
             let name = entry.name.as_str();
             if name != MANIFEST_MEMBER && name != SIGNATURE_MEMBER && !pinned.contains(name) {
                 return Err(PackageError::member(name, "is not pinned by manifest.json"));
             }
         }
-        Ok(Opened { path: path.to_path_buf(), reader, manifest_bytes, manifest, envelope })
+        Ok(())
     }
 
     /// Reads each pinned member once, hashing as it goes: components into memory, resources into the
@@ -208,7 +210,7 @@ impl Opened {
         let mut hashing = HashingWriter::new(sink);
         self.reader
             .read_entry(index, &mut hashing)
-            .map_err(|source| PackageError::Archive { path: self.path.clone(), source })?;
+            .map_err(|error| PackageError::Archive { path: self.path.clone(), error })?;
         let (sha256, inner) = hashing.finish();
         if sha256 != pin.sha256 {
             return Err(PackageError::member(&pin.name, "SHA-256 differs from the digest pinned in manifest.json: the package was altered"));
