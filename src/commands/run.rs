@@ -70,8 +70,12 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     let mut argv = vec![prepared.argv0];
     argv.extend(args.args.iter().cloned());
     let spec = CommandSpec { subject: prepared.subject, args: argv, plan, limits: prepared.limits };
-    let outcome = wasmzip_runtime::run_command(&runtime, &program, spec).await?;
-    Ok(report(outcome))
+    let finished = wasmzip_runtime::run_command(&runtime, &program, spec).await?;
+    let code = report(finished.outcome);
+    // A guest cut off at its deadline is still suspended; dropping it unwinds and symbolises its stack.
+    // The process is about to exit, which frees it all the same, so the report is not delayed by that.
+    std::mem::forget(finished.abandoned);
+    Ok(code)
 }
 
 struct Prepared {

@@ -2,6 +2,7 @@
 //! a capability plan and limits, and classifying how it ended.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,7 +88,7 @@ struct ModuleState {
 
 /// Runs `program` as a command. Errors are refusals to start (missing imports, capability set-up);
 /// everything the guest does, traps included, is a [`CommandOutcome`].
-pub async fn run_command(runtime: &Runtime, program: &Program, spec: CommandSpec) -> Result<CommandOutcome, RuntimeError> {
+pub async fn run_command(runtime: &Runtime, program: &Program, spec: CommandSpec) -> Result<Finished, RuntimeError> {
     let engine = runtime.engine();
     let guard = NetworkGuard::new(spec.plan.network.clone(), Auditor::new(spec.subject.clone()));
     let mut builder = WasiCtxBuilder::new();
@@ -110,17 +111,20 @@ pub async fn run_command(runtime: &Runtime, program: &Program, spec: CommandSpec
             store.set_epoch_deadline(1);
             store.epoch_deadline_async_yield_and_update(1);
 
-            let run = async {
-                let command = pre.instantiate_async(&mut store).await?;
-                command.wasi_cli_run().call_run(&mut store).await
-            };
-            let outcome = match within(spec.limits.timeout, run).await {
-                None => CommandOutcome::TimedOut { after: spec.limits.timeout.unwrap_or_default() },
-                Some(Ok(Ok(()))) => CommandOutcome::Exited(0),
-                Some(Ok(Err(()))) => CommandOutcome::Exited(1),
-                Some(Err(e)) => classify(e, &store.data().limiter, &spec.limits),
-            };
-            Ok(outcome)
+            let run = Box::pin(async move {
+                let result = async {
+                    let command = pre.instantiate_async(&mut store).await?;
+                    command.wasi_cli_run().call_run(&mut store).await
+                }
+                .await;
+                (result, store)
+            });
+            Ok(match within(spec.limits.timeout, run).await {
+                Err(abandoned) => timed_out(&spec.limits, abandoned),
+                Ok((Ok(Ok(())), _)) => CommandOutcome::Exited(0).into(),
+                Ok((Ok(Err(())), _)) => CommandOutcome::Exited(1).into(),
+                Ok((Err(e), store)) => classify(e, &store.data().limiter, &spec.limits).into(),
+            })
         }
         Program::Module(module) => {
             let mut linker = wasmtime::Linker::<ModuleState>::new(engine);
@@ -131,25 +135,74 @@ pub async fn run_command(runtime: &Runtime, program: &Program, spec: CommandSpec
             store.set_epoch_deadline(1);
             store.epoch_deadline_async_yield_and_update(1);
 
-            let run = async {
-                let instance = pre.instantiate_async(&mut store).await?;
-                let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-                start.call_async(&mut store, ()).await
-            };
-            let outcome = match within(spec.limits.timeout, run).await {
-                None => CommandOutcome::TimedOut { after: spec.limits.timeout.unwrap_or_default() },
-                Some(Ok(())) => CommandOutcome::Exited(0),
-                Some(Err(e)) => classify(e, &store.data().limiter, &spec.limits),
-            };
-            Ok(outcome)
+            let run = Box::pin(async move {
+                let result = async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                    start.call_async(&mut store, ()).await
+                }
+                .await;
+                (result, store)
+            });
+            Ok(match within(spec.limits.timeout, run).await {
+                Err(abandoned) => timed_out(&spec.limits, abandoned),
+                Ok((Ok(()), _)) => CommandOutcome::Exited(0).into(),
+                Ok((Err(e), store)) => classify(e, &store.data().limiter, &spec.limits).into(),
+            })
         }
     }
 }
 
-async fn within<F: Future>(timeout: Option<Duration>, f: F) -> Option<F::Output> {
+/// A run that passed its deadline: the suspended guest and its store. Dropping it stops the guest and
+/// frees everything it held. That can take milliseconds (Wasmtime unwinds the guest's stack and
+/// symbolises its backtrace), so report the timeout first and drop this after.
+pub struct AbandonedRun(#[allow(dead_code, reason = "held only to be dropped")] Pin<Box<dyn Future<Output = ()> + Send>>);
+
+impl std::fmt::Debug for AbandonedRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AbandonedRun")
+    }
+}
+
+/// How a run ended, and what is left to drop when it was cut off.
+#[derive(Debug)]
+pub struct Finished {
+    /// How it ended.
+    pub outcome: CommandOutcome,
+    /// The suspended guest when it timed out; see [`AbandonedRun`].
+    pub abandoned: Option<AbandonedRun>,
+}
+
+impl From<CommandOutcome> for Finished {
+    fn from(outcome: CommandOutcome) -> Self {
+        Finished { outcome, abandoned: None }
+    }
+}
+
+/// Runs `f` to completion, or until `timeout`; then hands back the unfinished future.
+async fn within<F>(timeout: Option<Duration>, mut f: Pin<Box<F>>) -> Result<F::Output, Pin<Box<F>>>
+where
+    F: Future + Send + 'static,
+{
     match timeout {
-        Some(limit) => tokio::time::timeout(limit, f).await.ok(),
-        None => Some(f.await),
+        Some(limit) => match tokio::time::timeout(limit, &mut f).await {
+            Ok(output) => Ok(output),
+            Err(_) => Err(f),
+        },
+        None => Ok(f.await),
+    }
+}
+
+fn timed_out<F>(limits: &GuestLimits, abandoned: Pin<Box<F>>) -> Finished
+where
+    F: Future + Send + 'static,
+{
+    let abandoned: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
+        abandoned.await;
+    });
+    Finished {
+        outcome: CommandOutcome::TimedOut { after: limits.timeout.unwrap_or_default() },
+        abandoned: Some(AbandonedRun(abandoned)),
     }
 }
 

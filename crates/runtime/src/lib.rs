@@ -13,7 +13,7 @@ pub mod inspect;
 pub mod limits;
 
 pub use capabilities::{CapabilityError, CapabilityPlan};
-pub use command::{CommandOutcome, CommandSpec, run_command};
+pub use command::{AbandonedRun, CommandOutcome, CommandSpec, Finished, run_command};
 pub use engine::{CacheOutcome, Program, Runtime, RuntimeConfig};
 pub use limits::GuestLimits;
 
