@@ -23,6 +23,8 @@ pub fn guest(name: &str) -> PathBuf {
         let status = Command::new(env!("CARGO"))
             .args(["build", "--release", "--quiet", "--manifest-path"])
             .arg(repo().join("guests/Cargo.toml"))
+            // The guests keep their own target directory whatever the host build uses.
+            .env("CARGO_TARGET_DIR", repo().join("guests/target"))
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building the guests failed");
