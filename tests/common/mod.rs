@@ -20,8 +20,11 @@ fn repo() -> &'static Path {
 pub fn guest(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
+        // Cargo reads `.cargo/config.toml` from the working directory, so build from guests/ and name
+        // the target explicitly as well.
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--quiet", "--manifest-path"])
+            .current_dir(repo().join("guests"))
+            .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2", "--manifest-path"])
             .arg(repo().join("guests/Cargo.toml"))
             // The guests keep their own target directory whatever the host build uses.
             .env("CARGO_TARGET_DIR", repo().join("guests/target"))
