@@ -1,5 +1,6 @@
 //! `wasmzip`: pack, sign, verify, inspect and run WebAssembly components as capability-scoped packages.
 
+mod admin_client;
 mod commands;
 mod exit;
 mod options;
@@ -26,6 +27,11 @@ enum Command {
     Verify(commands::verify::VerifyArgs),
     Inspect(commands::inspect::InspectArgs),
     Run(commands::run::RunArgs),
+    Serve(commands::serve::ServeArgs),
+    Deploy(commands::deploy::DeployArgs),
+    Functions(commands::functions::FunctionsArgs),
+    Rollback(commands::rollback::RollbackArgs),
+    Remove(commands::remove::RemoveArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +57,11 @@ fn main() -> ExitCode {
             Command::Verify(args) => commands::verify::run(args),
             Command::Inspect(args) => commands::inspect::run(args),
             Command::Run(args) => commands::run::run(args).await,
+            Command::Serve(args) => commands::serve::run(args).await,
+            Command::Deploy(args) => commands::deploy::run(args).await,
+            Command::Functions(args) => commands::functions::run(args).await,
+            Command::Rollback(args) => commands::rollback::run(args).await,
+            Command::Remove(args) => commands::remove::run(args).await,
         }
     });
     let code = match result {

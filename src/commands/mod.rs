@@ -1,7 +1,12 @@
 //! One module per subcommand.
 
+pub mod deploy;
+pub mod functions;
 pub mod inspect;
 pub mod keygen;
 pub mod pack;
+pub mod remove;
+pub mod rollback;
 pub mod run;
+pub mod serve;
 pub mod verify;

@@ -56,7 +56,7 @@ fn sniff(path: &Path) -> Result<Input> {
 /// Runs the command.
 pub async fn run(args: RunArgs) -> Result<u8> {
     let cache_root = args.cache.root()?;
-    let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(cache_root.join("compiled")) })?;
+    let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(cache_root.join("compiled")), pooling: None })?;
     let prepared = match sniff(&args.program)? {
         Input::Package => prepare_package(&args, &cache_root)?,
         Input::Wasm => prepare_wasm(&args)?,

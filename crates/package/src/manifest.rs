@@ -24,13 +24,68 @@ pub const MAX_NAME_LEN: usize = 64;
 pub enum World {
     /// `wasi:cli/command`: run once with `wasmzip run`.
     Cli,
+    /// `wasi:http/proxy`: serves requests through `wasi:http/incoming-handler` with `wasmzip serve`.
+    Http,
 }
 
 impl fmt::Display for World {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             World::Cli => f.write_str("cli"),
+            World::Http => f.write_str("http"),
         }
+    }
+}
+
+/// Longest route prefix, in bytes.
+pub const MAX_ROUTE_LEN: usize = 512;
+/// Most routes one component may claim.
+pub const MAX_ROUTES: usize = 64;
+
+/// A route prefix an `http` component claims: `/` or `/segment/...`, matched on whole path segments.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct RoutePrefix(String);
+
+impl RoutePrefix {
+    /// Parses and normalises a prefix (a trailing `/` is dropped).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if !text.starts_with('/') {
+            return Err(format!("route `{text}` must start with `/`"));
+        }
+        if text.len() > MAX_ROUTE_LEN {
+            return Err(format!("route `{text}` is longer than {MAX_ROUTE_LEN} bytes"));
+        }
+        let trimmed = if text.len() > 1 { text.strip_suffix('/').unwrap_or(text) } else { text };
+        if trimmed != "/" {
+            for segment in trimmed[1..].split('/') {
+                if segment.is_empty() || segment == "." || segment == ".." {
+                    return Err(format!("route `{text}` has an empty, `.` or `..` segment"));
+                }
+                let ok = |c: char| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@%".contains(c);
+                if let Some(bad) = segment.chars().find(|c| !ok(*c)) {
+                    return Err(format!("route `{text}` contains `{bad}`, which is not allowed in a path segment"));
+                }
+            }
+        }
+        Ok(RoutePrefix(trimmed.to_string()))
+    }
+
+    /// The prefix as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RoutePrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RoutePrefix {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        RoutePrefix::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -201,6 +256,9 @@ pub struct AuthorComponent {
     /// Resource limits the component runs under.
     #[serde(default)]
     pub limits: AuthorLimits,
+    /// Route prefixes an `http` component serves (default `/PACKAGE-NAME`).
+    #[serde(default)]
+    pub routes: Vec<RoutePrefix>,
 }
 
 fn requested_capabilities<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Capability>, D::Error> {
@@ -224,8 +282,19 @@ pub struct AuthorLimits {
     /// Most linear memory the component may hold.
     #[serde(default, deserialize_with = "nonzero_size")]
     pub memory: Option<ByteSize>,
-    /// Wall-clock limit for one run.
+    /// Wall-clock limit for one run (or one request).
     pub timeout: Option<DurationValue>,
+    /// Largest request body an `http` component accepts.
+    #[serde(default, deserialize_with = "nonzero_size")]
+    pub request_body: Option<ByteSize>,
+    /// Largest response body an `http` component may send.
+    #[serde(default, deserialize_with = "nonzero_size")]
+    pub response_body: Option<ByteSize>,
+    /// Largest total size of request headers (names and values).
+    #[serde(default, deserialize_with = "nonzero_size")]
+    pub headers: Option<ByteSize>,
+    /// Most outbound HTTP requests one request may make.
+    pub outbound_requests: Option<u32>,
 }
 
 impl AuthorManifest {
@@ -245,8 +314,28 @@ impl AuthorManifest {
         if manifest.components.is_empty() {
             return Err(invalid("at least one `[components.NAME]` table is required".into()));
         }
+        for (name, component) in &manifest.components {
+            check_world_fields(component.world, &component.routes, component.limits.request_body.is_some() || component.limits.response_body.is_some() || component.limits.headers.is_some() || component.limits.outbound_requests.is_some())
+                .map_err(|m| invalid(format!("components.{name}: {m}")))?;
+        }
         Ok(manifest)
     }
+}
+
+/// Routes and HTTP limits belong to `http` components only.
+fn check_world_fields(world: World, routes: &[RoutePrefix], http_limits: bool) -> Result<(), String> {
+    if world != World::Http && (!routes.is_empty() || http_limits) {
+        return Err(format!("routes and HTTP limits apply to `http` components, not `{world}`"));
+    }
+    if routes.len() > MAX_ROUTES {
+        return Err(format!("at most {MAX_ROUTES} routes"));
+    }
+    for (i, r) in routes.iter().enumerate() {
+        if routes[..i].contains(r) {
+            return Err(format!("route `{r}` is listed twice"));
+        }
+    }
+    Ok(())
 }
 
 /// Rejects requests that collide with what the host always provides.
@@ -324,6 +413,20 @@ pub struct ComponentEntry {
     pub capabilities: Vec<Capability>,
     /// Limits it runs under.
     pub limits: Limits,
+    /// Route prefixes (`http` components; empty means `/PACKAGE-NAME`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RoutePrefix>,
+}
+
+impl ComponentEntry {
+    /// The routes in force: the declared ones, or `/PACKAGE-NAME`.
+    pub fn effective_routes(&self, package: &Name) -> Vec<RoutePrefix> {
+        if self.routes.is_empty() {
+            vec![RoutePrefix(format!("/{package}"))]
+        } else {
+            self.routes.clone()
+        }
+    }
 }
 
 /// Limits of a component in `manifest.json`; absent means the host's default.
@@ -333,9 +436,21 @@ pub struct Limits {
     /// Most linear memory, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
-    /// Wall-clock limit of one run, in milliseconds.
+    /// Wall-clock limit of one run or request, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Largest request body, in bytes (`http`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body_bytes: Option<u64>,
+    /// Largest response body, in bytes (`http`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body_bytes: Option<u64>,
+    /// Largest total size of request headers, in bytes (`http`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_bytes: Option<u64>,
+    /// Most outbound HTTP requests per request (`http`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound_requests: Option<u32>,
 }
 
 /// The size and SHA-256 of one member.
@@ -381,9 +496,12 @@ impl PackageManifest {
                 return Err(bad(format!("component `{name}` names member `{}`, which is not pinned", component.member)));
             }
             check_capabilities(&component.capabilities).map_err(|m| bad(format!("component `{name}`: {m}")))?;
-            if component.limits.memory_bytes == Some(0) || component.limits.timeout_ms == Some(0) {
+            let l = &component.limits;
+            if [l.memory_bytes, l.timeout_ms, l.request_body_bytes, l.response_body_bytes, l.header_bytes].contains(&Some(0)) {
                 return Err(bad(format!("component `{name}`: limits must be greater than zero")));
             }
+            let http_limits = l.request_body_bytes.is_some() || l.response_body_bytes.is_some() || l.header_bytes.is_some() || l.outbound_requests.is_some();
+            check_world_fields(component.world, &component.routes, http_limits).map_err(|m| bad(format!("component `{name}`: {m}")))?;
         }
         let mut names = std::collections::BTreeSet::new();
         for pin in &manifest.members {

@@ -79,7 +79,12 @@ pub fn pack(manifest_path: &Path, key: Option<&SigningKey>, output: Option<&Path
                 limits: Limits {
                     memory_bytes: component.limits.memory.map(|m| m.0),
                     timeout_ms: component.limits.timeout.map(|t| u64::try_from(t.0.as_millis()).unwrap_or(u64::MAX)),
+                    request_body_bytes: component.limits.request_body.map(|b| b.0),
+                    response_body_bytes: component.limits.response_body.map(|b| b.0),
+                    header_bytes: component.limits.headers.map(|b| b.0),
+                    outbound_requests: component.limits.outbound_requests,
                 },
+                routes: component.routes.clone(),
             },
         );
     }

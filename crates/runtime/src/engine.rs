@@ -22,6 +22,24 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 pub struct RuntimeConfig {
     /// Directory of the compile cache; `None` disables it.
     pub cache_dir: Option<PathBuf>,
+    /// Use Wasmtime's pooling allocator, sized so (for serving many short-lived instances).
+    pub pooling: Option<PoolConfig>,
+}
+
+/// Sizes of the pooling allocator: every slot is reserved up front, so a request never allocates
+/// address space, and linear memories start from copy-on-write images of their initial contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Most component instances alive at once (one per request in flight).
+    pub instances: u32,
+    /// Largest linear memory any instance may grow to: the ceiling for a manifest's memory limit.
+    pub max_memory_bytes: u64,
+}
+
+impl PoolConfig {
+    /// Core instances, memories and tables per component instance: a component built by Rust's
+    /// toolchain holds its main module plus a few shims, each counted separately.
+    pub const CORE_PER_COMPONENT: u32 = 8;
 }
 
 /// A compiled guest program.
@@ -56,6 +74,19 @@ impl Runtime {
         wasm.epoch_interruption(true)
             .wasm_backtrace_details(WasmBacktraceDetails::Enable)
             .wasm_component_model(true);
+        if let Some(pool) = config.pooling {
+            let mut p = wasmtime::PoolingAllocationConfig::new();
+            let core = pool.instances.saturating_mul(PoolConfig::CORE_PER_COMPONENT);
+            p.total_component_instances(pool.instances)
+                .total_core_instances(core)
+                .total_memories(core)
+                .total_tables(core)
+                .max_memories_per_component(PoolConfig::CORE_PER_COMPONENT)
+                .max_tables_per_component(PoolConfig::CORE_PER_COMPONENT)
+                .max_memory_size(usize::try_from(pool.max_memory_bytes).unwrap_or(usize::MAX))
+                .total_stacks(pool.instances);
+            wasm.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(p)).memory_init_cow(true);
+        }
         let engine = Engine::new(&wasm).map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let cache = config.cache_dir.map(|dir| CompileCache::new(dir, &engine));
 

@@ -14,7 +14,7 @@ pub mod limits;
 
 pub use capabilities::{CapabilityError, CapabilityPlan};
 pub use command::{AbandonedRun, CommandOutcome, CommandSpec, Finished, run_command};
-pub use engine::{CacheOutcome, Program, Runtime, RuntimeConfig};
+pub use engine::{CacheOutcome, PoolConfig, Program, Runtime, RuntimeConfig};
 pub use limits::GuestLimits;
 
 /// Why the runtime could not start a guest.

@@ -46,6 +46,11 @@ impl NetworkPolicy {
         policy
     }
 
+    /// The outbound rules: (hosts, ports) pairs, from the effective capabilities.
+    pub fn outbound(&self) -> &[(HostPattern, PortPattern)] {
+        &self.outbound
+    }
+
     /// Whether no network use at all is allowed.
     pub fn is_empty(&self) -> bool {
         self.outbound.is_empty() && self.inbound.is_empty()

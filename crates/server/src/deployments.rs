@@ -1,0 +1,406 @@
+//! The live set of functions and every change to it: deploy, roll back, remove, and start-up from the
+//! deployment store. Changes are serialised; each one is made durable (package first, then the
+//! deployment record) before the new set takes over, and requests already running keep the version
+//! they started on.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+use wasmtime::component::Linker;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmzip_package::manifest::World;
+use wasmzip_package::{Capability, PackageError, ResourceSink, TokenError, TrustPolicy};
+use wasmzip_runtime::capabilities::filesystem::Mount;
+use wasmzip_runtime::{CapabilityError, CapabilityPlan, Program, Runtime, RuntimeError};
+
+use crate::function::{HttpLimits, LoadedFunction, OperatorLimits, RequestState};
+use crate::metrics::Metrics;
+use crate::outbound::OutboundRules;
+use crate::routing::{RouteConflict, RouteTable};
+use crate::store::{DeployedVersion, DeploymentState, DeploymentStore, StoreError};
+
+/// Why a deployment change was refused. Nothing changed when one is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The package is malformed, tampered or untrusted.
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    /// The package has no single `http` component.
+    #[error("package {0} has no single `http` component to serve")]
+    NotHttp(String),
+    /// The manifest asks for more memory than a pool slot holds.
+    #[error("component asks for {requested} bytes of memory, more than this server's ceiling of {ceiling} (--pool-max-memory)")]
+    Memory {
+        /// Requested bytes.
+        requested: u64,
+        /// The pool's ceiling.
+        ceiling: u64,
+    },
+    /// A grant could not be put in place.
+    #[error(transparent)]
+    Capability(#[from] CapabilityError),
+    /// The component does not compile or link.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// Another function already serves a route.
+    #[error(transparent)]
+    Routes(#[from] RouteConflict),
+    /// The deployment store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored grant no longer parses.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// No such function.
+    #[error("no function named `{0}` is deployed")]
+    NotFound(String),
+    /// Nothing to roll back to.
+    #[error("function `{0}` has no previous version to roll back to")]
+    NoPrevious(String),
+}
+
+/// What the operator decides for every deployment.
+#[derive(Debug, Clone)]
+pub struct DeployPolicy {
+    /// Which signers are trusted.
+    pub trust: TrustPolicy,
+    /// Limits that lower every manifest's.
+    pub limits: OperatorLimits,
+    /// The pool's per-instance memory ceiling.
+    pub pool_memory: u64,
+    /// Guest directories mapped to host directories.
+    pub mounts: Vec<Mount>,
+    /// Values for granted environment variables.
+    pub env: Vec<(String, String)>,
+    /// Where package resources are extracted.
+    pub resources_root: PathBuf,
+}
+
+/// One version as the admin API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct VersionInfo {
+    /// Package version.
+    pub version: String,
+    /// Package digest.
+    pub digest: String,
+    /// Deploy sequence number.
+    pub sequence: u64,
+    /// Grants given.
+    pub grants: Vec<String>,
+    /// Whether everything requested was granted.
+    pub grant_requested: bool,
+    /// Seconds since the Unix epoch.
+    pub deployed_at: u64,
+}
+
+/// One function as the admin API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FunctionInfo {
+    /// Function name.
+    pub name: String,
+    /// The serving version, if it loaded.
+    pub active: Option<VersionInfo>,
+    /// Routes it serves.
+    pub routes: Vec<String>,
+    /// Effective capabilities of the serving version.
+    pub capabilities: Vec<String>,
+    /// Kept versions, oldest first.
+    pub versions: Vec<VersionInfo>,
+}
+
+impl From<&DeployedVersion> for VersionInfo {
+    fn from(v: &DeployedVersion) -> Self {
+        VersionInfo {
+            version: v.version.clone(),
+            digest: v.digest.clone(),
+            sequence: v.sequence,
+            grants: v.grants.clone(),
+            grant_requested: v.grant_requested,
+            deployed_at: v.deployed_at,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Live {
+    routes: RouteTable<Arc<LoadedFunction>>,
+    functions: BTreeMap<String, Arc<LoadedFunction>>,
+}
+
+impl Live {
+    fn with(&self, replace: Option<Arc<LoadedFunction>>, remove: Option<&str>) -> Result<Live, RouteConflict> {
+        let mut functions = self.functions.clone();
+        if let Some(name) = remove {
+            functions.remove(name);
+        }
+        if let Some(f) = replace {
+            functions.insert(f.name.to_string(), f);
+        }
+        let mut routes = RouteTable::default();
+        for f in functions.values() {
+            for r in &f.routes {
+                routes.insert(r.clone(), &f.name, f.clone())?;
+            }
+        }
+        Ok(Live { routes, functions })
+    }
+}
+
+/// The deployed functions.
+pub struct Deployments {
+    runtime: Arc<Runtime>,
+    linker: Linker<RequestState>,
+    store: Box<dyn DeploymentStore>,
+    policy: DeployPolicy,
+    metrics: Arc<Metrics>,
+    state: tokio::sync::Mutex<DeploymentState>,
+    live: RwLock<Arc<Live>>,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Deployments {
+    /// Loads what the store records; a version that no longer loads is reported and left out.
+    pub async fn open(runtime: Arc<Runtime>, store: Box<dyn DeploymentStore>, policy: DeployPolicy, metrics: Arc<Metrics>) -> Result<Self, DeployError> {
+        let linker = crate::function::linker(runtime.engine()).map_err(|e| RuntimeError::Link(e.to_string()))?;
+        let state = store.load()?;
+        store.collect_garbage(&state)?;
+        let me = Deployments {
+            runtime,
+            linker,
+            store,
+            policy,
+            metrics,
+            state: tokio::sync::Mutex::new(state.clone()),
+            live: RwLock::new(Arc::new(Live::default())),
+        };
+        let mut live = Live::default();
+        for (name, record) in &state.functions {
+            let Some(active) = record.active() else { continue };
+            match me.load_stored(active).await {
+                Ok(f) => match live.with(Some(Arc::new(f)), None) {
+                    Ok(next) => live = next,
+                    Err(e) => tracing::error!(function = %name, "not serving: {e}"),
+                },
+                Err(e) => tracing::error!(function = %name, version = %active.version, "not serving: the stored version does not load: {e}"),
+            }
+        }
+        me.metrics.functions.set(live.functions.len() as i64);
+        *me.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(live);
+        Ok(me)
+    }
+
+    /// The function serving `path`, with the matched prefix and the remainder.
+    pub fn route(&self, path: &str) -> Option<(Arc<LoadedFunction>, String, String)> {
+        let live = self.live.read().unwrap_or_else(|e| e.into_inner()).clone();
+        live.routes.route(path).map(|m| (m.target.clone(), m.prefix.to_string(), m.remainder))
+    }
+
+    /// Verifies, compiles and plans one version (blocking work runs off the async threads).
+    async fn load(&self, package: &Path, version: &DeployedVersion) -> Result<LoadedFunction, DeployError> {
+        let grants: Vec<Capability> = version.grants.iter().map(|g| g.parse()).collect::<Result<_, _>>()?;
+        let runtime = self.runtime.clone();
+        let linker = self.linker.clone();
+        let policy = self.policy.clone();
+        let package = package.to_path_buf();
+        let version = version.clone();
+        tokio::task::spawn_blocking(move || load_blocking(&runtime, &linker, &policy, &package, &version, &grants))
+            .await
+            .map_err(|e| RuntimeError::Engine(format!("the loading task failed: {e}")))?
+    }
+
+    /// Loads a stored version, checking that the stored package is the one recorded.
+    async fn load_stored(&self, version: &DeployedVersion) -> Result<LoadedFunction, DeployError> {
+        let loaded = self.load(&self.store.package_path(&version.digest), version).await?;
+        if loaded.digest != version.digest {
+            return Err(DeployError::Package(PackageError::Signature(format!(
+                "the stored package for digest {} has digest {}",
+                version.digest, loaded.digest
+            ))));
+        }
+        Ok(loaded)
+    }
+
+    /// Deploys the package staged at `staged` (a path from the store's staging area) with `grants`.
+    pub async fn deploy(&self, staged: &Path, grants: &[Capability], grant_requested: bool) -> Result<FunctionInfo, DeployError> {
+        self.deploy_inner(staged, grants, grant_requested, false).await
+    }
+
+    async fn deploy_inner(&self, staged: &Path, grants: &[Capability], grant_requested: bool, unless_serving: bool) -> Result<FunctionInfo, DeployError> {
+        let mut state = self.state.lock().await;
+        let mut candidate = DeployedVersion {
+            version: String::new(),
+            digest: String::new(),
+            grants: grants.iter().map(|g| g.to_string()).collect(),
+            grant_requested,
+            sequence: state.sequence + 1,
+            deployed_at: now(),
+        };
+        let loaded = Arc::new(self.load(staged, &candidate).await?);
+        candidate.version = loaded.version.to_string();
+        candidate.digest = loaded.digest.clone();
+        let name = loaded.name.to_string();
+        if unless_serving {
+            let serving = self.current().functions.get(&name).map(|f| f.sequence);
+            let active = state.functions.get(&name).and_then(|f| f.active());
+            if let (Some(seq), Some(a)) = (serving, active)
+                && seq == a.sequence
+                && a.digest == candidate.digest
+                && a.grants == candidate.grants
+                && a.grant_requested == grant_requested
+            {
+                let _ = std::fs::remove_file(staged);
+                return Ok(self.info(&state, &name).expect("present"));
+            }
+        }
+        let live = self.current().with(Some(loaded), None)?;
+        self.store.store_package(&candidate.digest, staged)?;
+        let mut next = state.clone();
+        next.sequence = candidate.sequence;
+        next.functions.entry(name.clone()).or_default().push(candidate);
+        self.store.commit(&next)?;
+        *state = next;
+        self.swap(live);
+        tracing::info!(function = %name, "deployed");
+        Ok(self.info(&state, &name).expect("just deployed"))
+    }
+
+    /// Deploys a package file from the command line unless the same digest with the same grants
+    /// already serves.
+    pub async fn deploy_file(&self, package: &Path, grants: &[Capability], grant_requested: bool) -> Result<FunctionInfo, DeployError> {
+        let staged = self.store.staging_path()?;
+        std::fs::copy(package, &staged).map_err(|error| StoreError::Io { action: "copy", path: package.to_path_buf(), error })?;
+        let result = self.deploy_inner(&staged, grants, grant_requested, true).await;
+        if result.is_err() {
+            let _ = std::fs::remove_file(&staged);
+        }
+        result
+    }
+
+    /// Makes the previous version of `name` serve again and forgets the current one.
+    pub async fn rollback(&self, name: &str) -> Result<FunctionInfo, DeployError> {
+        let mut state = self.state.lock().await;
+        let record = state.functions.get(name).ok_or_else(|| DeployError::NotFound(name.to_string()))?;
+        if record.versions.len() < 2 {
+            return Err(DeployError::NoPrevious(name.to_string()));
+        }
+        let previous = record.versions[record.versions.len() - 2].clone();
+        let loaded = Arc::new(self.load_stored(&previous).await?);
+        let live = self.current().with(Some(loaded), Some(name))?;
+        let mut next = state.clone();
+        next.functions.get_mut(name).expect("checked").versions.pop();
+        self.store.commit(&next)?;
+        *state = next;
+        self.swap(live);
+        let _ = self.store.collect_garbage(&state);
+        tracing::info!(function = %name, version = %previous.version, "rolled back");
+        Ok(self.info(&state, name).expect("present"))
+    }
+
+    /// Stops serving `name` and forgets its versions.
+    pub async fn remove(&self, name: &str) -> Result<(), DeployError> {
+        let mut state = self.state.lock().await;
+        if !state.functions.contains_key(name) {
+            return Err(DeployError::NotFound(name.to_string()));
+        }
+        let live = self.current().with(None, Some(name))?;
+        let mut next = state.clone();
+        next.functions.remove(name);
+        self.store.commit(&next)?;
+        *state = next;
+        self.swap(live);
+        let _ = self.store.collect_garbage(&state);
+        tracing::info!(function = %name, "removed");
+        Ok(())
+    }
+
+    /// Every function with its versions.
+    pub async fn list(&self) -> Vec<FunctionInfo> {
+        let state = self.state.lock().await;
+        state.functions.keys().filter_map(|n| self.info(&state, n)).collect()
+    }
+
+    /// A fresh staging path for an upload.
+    pub fn staging_path(&self) -> Result<PathBuf, DeployError> {
+        Ok(self.store.staging_path()?)
+    }
+
+    fn current(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn swap(&self, live: Live) {
+        self.metrics.functions.set(live.functions.len() as i64);
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(live);
+    }
+
+    fn info(&self, state: &DeploymentState, name: &str) -> Option<FunctionInfo> {
+        let record = state.functions.get(name)?;
+        let live = self.current();
+        let loaded = live.functions.get(name);
+        Some(FunctionInfo {
+            name: name.to_string(),
+            active: loaded.and_then(|f| record.versions.iter().find(|v| v.sequence == f.sequence)).map(VersionInfo::from),
+            routes: loaded.map(|f| f.routes.iter().map(|r| r.to_string()).collect()).unwrap_or_default(),
+            capabilities: loaded.map(|f| f.effective.clone()).unwrap_or_default(),
+            versions: record.versions.iter().map(VersionInfo::from).collect(),
+        })
+    }
+}
+
+fn load_blocking(
+    runtime: &Runtime,
+    linker: &Linker<RequestState>,
+    policy: &DeployPolicy,
+    path: &Path,
+    version: &DeployedVersion,
+    grants: &[Capability],
+) -> Result<LoadedFunction, DeployError> {
+    let package = wasmzip_package::verify_package(path, &policy.trust, ResourceSink::Extract { root: &policy.resources_root })?;
+    let manifest = package.manifest();
+    let mut http = manifest.components.iter().filter(|(_, c)| c.world == World::Http);
+    let (Some((component_name, entry)), None) = (http.next(), http.next()) else {
+        return Err(DeployError::NotHttp(manifest.name.to_string()));
+    };
+    if let Some(requested) = entry.limits.memory_bytes
+        && requested > policy.pool_memory
+    {
+        return Err(DeployError::Memory { requested, ceiling: policy.pool_memory });
+    }
+    let mut granted = grants.to_vec();
+    if version.grant_requested {
+        granted.extend(entry.capabilities.iter().cloned());
+    }
+    let resolution = wasmzip_package::resolve(&entry.capabilities, &granted);
+    if !resolution.uncovered.is_empty() {
+        let list: Vec<String> = resolution.uncovered.iter().map(|c| c.to_string()).collect();
+        tracing::warn!(function = %manifest.name, "not granted, so the function runs without: {}", list.join(", "));
+    }
+    let plan = CapabilityPlan::new(&resolution.effective, &policy.mounts, &policy.env, package.resources_dir())?;
+    let pin = manifest.members.iter().find(|p| p.name == entry.member).expect("verified manifests pin their components");
+    let bytes = package.component_bytes(component_name).expect("verified packages hold their components");
+    let what = format!("component `{component_name}` of {} {}", manifest.name, manifest.version);
+    let (program, _) = runtime.load_program(&bytes, &pin.sha256, &what)?;
+    let Program::Component(component) = program else {
+        return Err(DeployError::NotHttp(manifest.name.to_string()));
+    };
+    let instance_pre = linker.instantiate_pre(&component).map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
+    let pre = ProxyPre::new(instance_pre).map_err(|e| RuntimeError::Link(format!("{what} does not export wasi:http/incoming-handler: {e:#}")))?;
+    Ok(LoadedFunction {
+        name: Arc::from(manifest.name.as_str()),
+        version: Arc::from(manifest.version.to_string()),
+        digest: package.digest().to_string(),
+        sequence: version.sequence,
+        routes: entry.effective_routes(&manifest.name),
+        pre,
+        outbound: Arc::new(OutboundRules::new(plan.network.outbound().to_vec())),
+        limits: HttpLimits::resolve(&entry.limits, &policy.limits, policy.pool_memory),
+        plan,
+        grants: version.grants.clone(),
+        effective: resolution.effective.iter().map(|c| c.to_string()).collect(),
+    })
+}

@@ -1,0 +1,166 @@
+//! A deployed function version, built once: compiled component, linker and pre-instantiated
+//! component, capability plan and limits. Each request only makes a store and instantiates.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmzip_package::manifest::{Limits, RoutePrefix};
+use wasmzip_runtime::CapabilityPlan;
+use wasmzip_runtime::capabilities::network::{NameLookupView, NetworkGuard, add_name_lookup_to_linker};
+use wasmzip_runtime::limits::GuestLimiter;
+
+use crate::outbound::{OutboundHooks, OutboundRules};
+
+/// Request body limit when neither manifest nor operator sets one.
+pub const DEFAULT_REQUEST_BODY: u64 = 16 * 1024 * 1024;
+/// Response body limit when neither manifest nor operator sets one.
+pub const DEFAULT_RESPONSE_BODY: u64 = 64 * 1024 * 1024;
+/// Request header limit when neither manifest nor operator sets one.
+pub const DEFAULT_HEADER_BYTES: u64 = 64 * 1024;
+/// Outbound requests per request when neither manifest nor operator sets a limit.
+pub const DEFAULT_OUTBOUND_REQUESTS: u32 = 16;
+/// Request timeout when neither manifest nor operator sets one.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Per-request limits of a function: the manifest's, lowered by the operator's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Linear memory, all memories together.
+    pub memory_bytes: u64,
+    /// Wall-clock limit of one request, response body included.
+    pub timeout: Duration,
+    /// Largest request body.
+    pub request_body: u64,
+    /// Largest response body.
+    pub response_body: u64,
+    /// Largest total size of request header names and values.
+    pub header_bytes: u64,
+    /// Most outbound requests.
+    pub outbound_requests: u32,
+}
+
+/// Operator limits for serving; each only lowers what a manifest asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OperatorLimits {
+    /// Memory.
+    pub memory_bytes: Option<u64>,
+    /// Request timeout.
+    pub timeout: Option<Duration>,
+    /// Request body.
+    pub request_body: Option<u64>,
+    /// Response body.
+    pub response_body: Option<u64>,
+    /// Header bytes.
+    pub header_bytes: Option<u64>,
+    /// Outbound requests.
+    pub outbound_requests: Option<u32>,
+}
+
+fn lower<T: Ord + Copy>(manifest: Option<T>, operator: Option<T>, default: T) -> T {
+    match (manifest, operator) {
+        (Some(m), Some(o)) => m.min(o),
+        (m, o) => m.or(o).unwrap_or(default),
+    }
+}
+
+impl HttpLimits {
+    /// The limits in force for a manifest's `limits`, the operator's, and the pool's memory ceiling.
+    pub fn resolve(manifest: &Limits, operator: &OperatorLimits, pool_memory: u64) -> Self {
+        HttpLimits {
+            memory_bytes: lower(manifest.memory_bytes, operator.memory_bytes, pool_memory).min(pool_memory),
+            timeout: lower(manifest.timeout_ms.map(Duration::from_millis), operator.timeout, DEFAULT_REQUEST_TIMEOUT),
+            request_body: lower(manifest.request_body_bytes, operator.request_body, DEFAULT_REQUEST_BODY),
+            response_body: lower(manifest.response_body_bytes, operator.response_body, DEFAULT_RESPONSE_BODY),
+            header_bytes: lower(manifest.header_bytes, operator.header_bytes, DEFAULT_HEADER_BYTES),
+            outbound_requests: lower(manifest.outbound_requests, operator.outbound_requests, DEFAULT_OUTBOUND_REQUESTS),
+        }
+    }
+}
+
+/// The data of one request's store.
+pub struct RequestState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) hooks: OutboundHooks,
+    pub(crate) limiter: GuestLimiter,
+    pub(crate) network: Arc<NetworkGuard>,
+}
+
+impl WasiView for RequestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for RequestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
+}
+
+impl NameLookupView for RequestState {
+    fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    fn network_guard(&self) -> Arc<NetworkGuard> {
+        self.network.clone()
+    }
+}
+
+/// The linker every function version uses: WASI 0.2, `wasi:http`, and our filtered name lookup.
+pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<RequestState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    add_name_lookup_to_linker(&mut linker)?;
+    Ok(linker)
+}
+
+/// One deployed version of a function, ready to serve.
+pub struct LoadedFunction {
+    /// Function (package) name.
+    pub name: Arc<str>,
+    /// Package version.
+    pub version: Arc<str>,
+    /// Package digest.
+    pub digest: String,
+    /// Deploy sequence number.
+    pub sequence: u64,
+    /// Routes it serves.
+    pub routes: Vec<RoutePrefix>,
+    /// The pre-instantiated component.
+    pub pre: ProxyPre<RequestState>,
+    /// What each instance may touch.
+    pub plan: CapabilityPlan,
+    /// Outbound HTTP rules.
+    pub outbound: Arc<OutboundRules>,
+    /// Per-request limits.
+    pub limits: HttpLimits,
+    /// Tokens granted at deploy.
+    pub grants: Vec<String>,
+    /// Effective capabilities, as tokens.
+    pub effective: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operator_lowers_and_pool_caps_memory() {
+        let manifest = Limits { memory_bytes: Some(512 << 20), timeout_ms: Some(5000), request_body_bytes: Some(1024), ..Default::default() };
+        let operator = OperatorLimits { timeout: Some(Duration::from_secs(1)), request_body: Some(4096), ..Default::default() };
+        let l = HttpLimits::resolve(&manifest, &operator, 128 << 20);
+        assert_eq!(l.memory_bytes, 128 << 20);
+        assert_eq!(l.timeout, Duration::from_secs(1));
+        assert_eq!(l.request_body, 1024);
+        assert_eq!(l.response_body, DEFAULT_RESPONSE_BODY);
+        assert_eq!(l.outbound_requests, DEFAULT_OUTBOUND_REQUESTS);
+    }
+}

@@ -1,0 +1,213 @@
+//! `wasmzip serve`: many `wasi:http` functions behind one listener, a fresh isolated instance per
+//! request, an admin API with metrics on its own listener, deployments that survive restarts, and
+//! graceful shutdown.
+#![deny(missing_docs)]
+
+pub mod admin;
+pub mod deployments;
+pub mod function;
+pub mod guest_log;
+pub mod metrics;
+pub mod outbound;
+pub mod request;
+pub mod routing;
+pub mod store;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use wasmzip_package::{Capability, TrustPolicy};
+use wasmzip_runtime::capabilities::filesystem::Mount;
+use wasmzip_runtime::{PoolConfig, Runtime, RuntimeConfig};
+
+use crate::deployments::{DeployError, DeployPolicy, Deployments};
+use crate::function::OperatorLimits;
+use crate::metrics::Metrics;
+use crate::outbound::OutboundClient;
+use crate::store::LocalStore;
+
+/// Everything `serve` is configured with.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Public listener.
+    pub listen: SocketAddr,
+    /// Admin listener (metrics and the deploy API); none means no admin API.
+    pub admin_listen: Option<SocketAddr>,
+    /// The admin bearer token; none means every `/v1` call is refused.
+    pub admin_token: Option<String>,
+    /// Deployment data directory.
+    pub data_dir: PathBuf,
+    /// Cache directory (compiled code, extracted resources).
+    pub cache_dir: PathBuf,
+    /// Trusted signers.
+    pub trust: TrustPolicy,
+    /// Packages to deploy at start, on top of what the data directory holds.
+    pub packages: Vec<PathBuf>,
+    /// Grants for those packages.
+    pub grants: Vec<Capability>,
+    /// Grant everything those packages request.
+    pub grant_requested: bool,
+    /// Guest directory mappings.
+    pub mounts: Vec<Mount>,
+    /// Values for granted environment variables.
+    pub env: Vec<(String, String)>,
+    /// Operator limits.
+    pub limits: OperatorLimits,
+    /// Pool sizing.
+    pub pool: PoolConfig,
+    /// How long in-flight requests may take to finish at shutdown.
+    pub grace_period: Duration,
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {error}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        error: std::io::Error,
+    },
+    /// The engine could not be built.
+    #[error(transparent)]
+    Runtime(#[from] wasmzip_runtime::RuntimeError),
+    /// The data directory or a package given on the command line could not be deployed.
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+    /// The data directory could not be opened.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+/// What every request handler shares.
+pub struct ServerShared {
+    /// The deployed functions.
+    pub deployments: Arc<Deployments>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The engine.
+    pub runtime: Arc<Runtime>,
+    /// The pooled outbound client.
+    pub client: OutboundClient,
+    /// Admission: one permit per pool slot; none left means 503.
+    pub slots: Arc<Semaphore>,
+}
+
+/// Addresses the server actually listens on (useful with port 0).
+#[derive(Debug, Clone, Copy)]
+pub struct BoundAddrs {
+    /// Public listener.
+    pub public: SocketAddr,
+    /// Admin listener.
+    pub admin: Option<SocketAddr>,
+}
+
+/// Runs the server until `shutdown` resolves, then stops accepting and lets in-flight requests finish
+/// within the grace period. `ready` receives the bound addresses once both listeners are up.
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send,
+    ready: impl FnOnce(BoundAddrs),
+) -> Result<(), ServeError> {
+    let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(config.cache_dir.join("compiled")), pooling: Some(config.pool) })?);
+    let metrics = Arc::new(Metrics::default());
+    let policy = DeployPolicy {
+        trust: config.trust.clone(),
+        limits: config.limits,
+        pool_memory: config.pool.max_memory_bytes,
+        mounts: config.mounts.clone(),
+        env: config.env.clone(),
+        resources_root: config.cache_dir.join("packages"),
+    };
+    let store = LocalStore::open(&config.data_dir)?;
+    let deployments = Arc::new(Deployments::open(runtime.clone(), Box::new(store), policy, metrics.clone()).await?);
+    for package in &config.packages {
+        let info = deployments.deploy_file(package, &config.grants, config.grant_requested).await?;
+        tracing::info!(function = %info.name, routes = ?info.routes, "serving {}", package.display());
+    }
+
+    let public = TcpListener::bind(config.listen).await.map_err(|error| ServeError::Bind { addr: config.listen, error })?;
+    let admin = match config.admin_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|error| ServeError::Bind { addr, error })?),
+        None => None,
+    };
+    let bound = BoundAddrs {
+        public: public.local_addr().map_err(|error| ServeError::Bind { addr: config.listen, error })?,
+        admin: admin.as_ref().and_then(|a| a.local_addr().ok()),
+    };
+
+    let shared = Arc::new(ServerShared {
+        deployments: deployments.clone(),
+        metrics: metrics.clone(),
+        runtime,
+        client: OutboundClient::new(),
+        slots: Arc::new(Semaphore::new(config.pool.instances as usize)),
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let admin_task = admin.map(|listener| {
+        let state = admin::AdminState {
+            deployments,
+            metrics,
+            token_digest: config.admin_token.as_deref().map(admin::AdminState::digest_token),
+        };
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let app = admin::router(state);
+            let _ = axum::serve(listener, app).with_graceful_shutdown(async move { let _ = stop.changed().await; }).await;
+        })
+    });
+    ready(bound);
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = public.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let shared = shared.clone();
+                    async move { Ok::<_, Infallible>(request::handle(shared, req).await) }
+                });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(30))
+                    .serve_connection(TokioIo::new(stream), service);
+                let watched = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(e) = watched.await {
+                        tracing::debug!("connection ended: {e}");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(public);
+    tracing::info!("shutting down: no new connections; waiting up to {:?} for in-flight requests", config.grace_period);
+    let _ = stop_tx.send(true);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections finished"),
+        () = tokio::time::sleep(config.grace_period) => tracing::warn!("grace period over; closing the remaining connections"),
+    }
+    if let Some(task) = admin_task {
+        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! Prometheus metrics, served in text format on the admin listener.
+
+use std::sync::atomic::AtomicI64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of one request outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Function name.
+    pub function: String,
+    /// Deployed package version.
+    pub version: String,
+    /// HTTP status sent.
+    pub status: u16,
+}
+
+/// Labels naming one function version.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FunctionLabels {
+    /// Function name.
+    pub function: String,
+    /// Deployed package version.
+    pub version: String,
+}
+
+/// Labels of a denial the host decided.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DenialLabels {
+    /// Function name.
+    pub function: String,
+    /// What was denied (`outbound-http`, `outbound-limit`, ...).
+    pub kind: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to ~3.3 s.
+    Histogram::new(exponential_buckets(0.00005, 2.0, 17))
+}
+
+/// Every metric the server exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by function, version and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Request latency by function and version.
+    pub latency: Family<FunctionLabels, Histogram>,
+    /// Time to instantiate a guest for a request.
+    pub instantiation: Family<FunctionLabels, Histogram>,
+    /// Guest traps.
+    pub traps: Family<FunctionLabels, Counter>,
+    /// Requests stopped at their deadline.
+    pub timeouts: Family<FunctionLabels, Counter>,
+    /// Denials the host decided.
+    pub denials: Family<DenialLabels, Counter>,
+    /// Requests refused because the server was at capacity.
+    pub shed: Counter,
+    /// Requests being handled now.
+    pub in_flight: Gauge<i64, AtomicI64>,
+    /// Functions deployed now.
+    pub functions: Gauge<i64, AtomicI64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("wasmzip");
+        let m = Metrics {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            instantiation: Family::new_with_constructor(latency_histogram),
+            traps: Family::default(),
+            timeouts: Family::default(),
+            denials: Family::default(),
+            shed: Counter::default(),
+            in_flight: Gauge::default(),
+            functions: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("requests", "Requests handled, by function, version and status", m.requests.clone());
+        registry.register("request_duration_seconds", "Request latency, from routing to response headers", m.latency.clone());
+        registry.register("instantiation_duration_seconds", "Time to instantiate a fresh guest for a request", m.instantiation.clone());
+        registry.register("traps", "Guest traps", m.traps.clone());
+        registry.register("timeouts", "Requests stopped at their deadline", m.timeouts.clone());
+        registry.register("denials", "Denials the host decided", m.denials.clone());
+        registry.register("shed", "Requests refused with 503 because the server was at capacity", m.shed.clone());
+        registry.register("requests_in_flight", "Requests being handled now", m.in_flight.clone());
+        registry.register("functions_deployed", "Functions deployed now", m.functions.clone());
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_families_with_labels() {
+        let m = Metrics::default();
+        m.requests.get_or_create(&RequestLabels { function: "hello".into(), version: "1.0.0".into(), status: 200 }).inc();
+        m.latency.get_or_create(&FunctionLabels { function: "hello".into(), version: "1.0.0".into() }).observe(0.002);
+        m.functions.set(3);
+        let text = m.render();
+        assert!(text.contains(r#"wasmzip_requests_total{function="hello",version="1.0.0",status="200"} 1"#), "{text}");
+        assert!(text.contains("wasmzip_request_duration_seconds_bucket"), "{text}");
+        assert!(text.contains("wasmzip_functions_deployed 3"), "{text}");
+    }
+}

@@ -1,0 +1,254 @@
+//! Outbound `wasi:http` requests: checked against the function's `network:outbound` capabilities in
+//! Wasmtime's send-request hook, counted against the per-request limit, tagged with the request's
+//! trace context, and sent through one pooled client shared by every request of the server.
+//!
+//! Private, loopback and link-local destinations are refused unless a grant names them explicitly: an
+//! IP grant for that address, or a host-name grant for exactly that name. Wildcard grants (`*`,
+//! `*.domain`) never reach them. The guest follows redirects itself, so each hop is checked again.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+use wasmzip_package::capability::{HostPattern, PortPattern};
+use wasmzip_runtime::audit::Auditor;
+
+/// How long an outbound request may wait for a connection and its response headers by default.
+pub const DEFAULT_OUTBOUND_TIMEOUT: Duration = Duration::from_secs(30);
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// The pooled HTTP(S) client shared by all requests.
+#[derive(Clone)]
+pub struct OutboundClient {
+    client: Client<Connector, WasiBody>,
+}
+
+impl OutboundClient {
+    /// A client with connection pooling, HTTP/1.1, TLS through rustls with the webpki roots.
+    pub fn new() -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls_provider())
+            .expect("the ring provider supports the default protocol versions")
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
+        OutboundClient { client }
+    }
+}
+
+impl Default for OutboundClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn rustls_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+/// Addresses a wildcard grant must never reach.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// The outbound rules of one function version.
+#[derive(Debug, Clone, Default)]
+pub struct OutboundRules {
+    rules: Vec<(HostPattern, PortPattern)>,
+}
+
+/// Why an outbound request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No rule covers the host and port.
+    NotGranted,
+    /// The destination is private, loopback or link-local and no grant names it explicitly.
+    PrivateAddress(IpAddr),
+    /// The name does not resolve.
+    Unresolvable,
+}
+
+impl OutboundRules {
+    /// Rules from the effective `network:outbound` capabilities.
+    pub fn new(rules: Vec<(HostPattern, PortPattern)>) -> Self {
+        OutboundRules { rules }
+    }
+
+    /// Decides whether `host:port` may be reached, resolving names to check where they point.
+    pub async fn check(&self, host: &str, port: u16) -> Result<(), Refusal> {
+        let host = host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase();
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            let ip = ip.to_canonical();
+            let explicit = self.rules.iter().any(|(h, p)| p.matches(port) && *h == HostPattern::Ip(ip));
+            let any = self.rules.iter().any(|(h, p)| p.matches(port) && *h == HostPattern::Any);
+            return match (explicit, any) {
+                (true, _) => Ok(()),
+                (false, true) if !is_private(ip) => Ok(()),
+                (false, true) => Err(Refusal::PrivateAddress(ip)),
+                (false, false) => Err(Refusal::NotGranted),
+            };
+        }
+        let matching: Vec<&HostPattern> =
+            self.rules.iter().filter(|(h, p)| p.matches(port) && h.matches_name(&host)).map(|(h, _)| h).collect();
+        if matching.is_empty() {
+            return Err(Refusal::NotGranted);
+        }
+        let named = matching.iter().any(|h| matches!(h, HostPattern::Name(n) if *n == host));
+        let addrs: Vec<IpAddr> = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|_| Refusal::Unresolvable)?
+            .map(|a| a.ip())
+            .collect();
+        if let Some(private) = addrs.iter().copied().find(|ip| is_private(*ip))
+            && !named
+        {
+            return Err(Refusal::PrivateAddress(private));
+        }
+        if addrs.is_empty() {
+            return Err(Refusal::Unresolvable);
+        }
+        Ok(())
+    }
+}
+
+/// Counts a denial in the metrics; called with the kind of denial.
+pub type DenialCounter = Arc<dyn Fn(&'static str) + Send + Sync>;
+
+/// The hooks of one request's store.
+pub struct OutboundHooks {
+    /// The function's rules.
+    pub rules: Arc<OutboundRules>,
+    /// The shared client.
+    pub client: OutboundClient,
+    /// Where denials are audited.
+    pub audit: Auditor,
+    /// The trace id of the incoming request (the request id).
+    pub trace_id: Arc<str>,
+    /// Outbound requests this request may still make.
+    pub remaining: u32,
+    /// The limit, for messages.
+    pub limit: u32,
+    /// Counts denials.
+    pub denials: DenialCounter,
+}
+
+fn span_id() -> String {
+    let mut id = [0u8; 8];
+    getrandom::fill(&mut id).unwrap_or_else(|_| id = [1; 8]);
+    hex::encode(id)
+}
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        mut request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), HttpError>> + Send>
+    {
+        let uri = request.uri().clone();
+        let host = uri.host().unwrap_or_default().to_string();
+        let port = uri.port_u16().unwrap_or(if uri.scheme() == Some(&http::uri::Scheme::HTTPS) { 443 } else { 80 });
+        let over_limit = self.remaining == 0;
+        self.remaining = self.remaining.saturating_sub(1);
+        let limit = self.limit;
+        let rules = self.rules.clone();
+        let client = self.client.clone();
+        let audit = self.audit.clone();
+        let denials = self.denials.clone();
+        let traceparent = format!("00-{}-{}-01", self.trace_id, span_id());
+        Box::new(async move {
+            let shown = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+            if over_limit {
+                audit.denied(&format!("outbound HTTP request to {shown}: over the limit of {limit} per request"), "a higher outbound_requests limit");
+                denials("outbound-limit");
+                return Err(HttpError::HttpRequestDenied);
+            }
+            if let Err(refusal) = rules.check(&host, port).await {
+                let needed = if host.contains(':') { format!("network:outbound:[{host}]:{port}") } else { format!("network:outbound:{host}:{port}") };
+                let action = match refusal {
+                    Refusal::NotGranted => format!("outbound HTTP request to {shown}"),
+                    Refusal::PrivateAddress(ip) => format!("outbound HTTP request to {shown} (private address {ip}; only a grant naming it explicitly allows it)"),
+                    Refusal::Unresolvable => return Err(HttpError::DnsError { rcode: Some("NXDOMAIN".into()), info_code: None }),
+                };
+                audit.denied(&action, &needed);
+                denials("outbound-http");
+                return Err(HttpError::HttpRequestDenied);
+            }
+            if let Ok(value) = http::HeaderValue::from_str(&traceparent) {
+                request.headers_mut().insert("traceparent", value);
+            }
+            let wait = options.and_then(|o| o.first_byte_timeout).unwrap_or(DEFAULT_OUTBOUND_TIMEOUT);
+            let response = match tokio::time::timeout(wait, client.client.request(request)).await {
+                Err(_) => return Err(HttpError::ConnectionReadTimeout),
+                Ok(Err(e)) if e.is_connect() => return Err(HttpError::ConnectionRefused),
+                Ok(Err(e)) => return Err(HttpError::Connect(std::io::Error::other(e.to_string()))),
+                Ok(Ok(response)) => response,
+            };
+            let response = response.map(|body| body.map_err(HttpError::Hyper).boxed_unsync());
+            let io: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(async { Ok(()) });
+            Ok((response, io))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(tokens: &[&str]) -> OutboundRules {
+        let caps: Vec<wasmzip_package::Capability> = tokens.iter().map(|t| t.parse().unwrap()).collect();
+        OutboundRules::new(wasmzip_runtime::capabilities::network::NetworkPolicy::from_capabilities(&caps).outbound().to_vec())
+    }
+
+    #[tokio::test]
+    async fn private_addresses_need_explicit_grants() {
+        let any = rules(&["network:outbound:*"]);
+        assert_eq!(any.check("127.0.0.1", 80).await, Err(Refusal::PrivateAddress("127.0.0.1".parse().unwrap())));
+        assert_eq!(any.check("10.1.2.3", 80).await, Err(Refusal::PrivateAddress("10.1.2.3".parse().unwrap())));
+        assert_eq!(any.check("localhost", 80).await.unwrap_err(), Refusal::PrivateAddress("127.0.0.1".parse().unwrap()));
+        assert!(any.check("93.184.216.34", 80).await.is_ok());
+        let explicit = rules(&["network:outbound:127.0.0.1:8080", "network:outbound:localhost:9090"]);
+        assert!(explicit.check("127.0.0.1", 8080).await.is_ok());
+        assert_eq!(explicit.check("127.0.0.1", 8081).await, Err(Refusal::NotGranted));
+        assert!(explicit.check("localhost", 9090).await.is_ok());
+        assert!(explicit.check("[::1]", 9090).await.is_err());
+        let wildcard = rules(&["network:outbound:*.localhost:80"]);
+        assert!(matches!(wildcard.check("a.localhost", 80).await, Err(Refusal::PrivateAddress(_)) | Err(Refusal::Unresolvable)));
+    }
+
+    #[test]
+    fn classifies_addresses() {
+        for ip in ["127.0.0.1", "10.0.0.1", "172.16.0.1", "192.168.1.1", "169.254.1.1", "100.64.0.1", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "0.0.0.0"] {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["93.184.216.34", "8.8.8.8", "2001:4860::8888"] {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
+    }
+}

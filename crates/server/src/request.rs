@@ -1,0 +1,315 @@
+//! One request: route, admit, check limits, make a fresh store, instantiate, call
+//! `wasi:http/incoming-handler`, and turn every way that can end into an HTTP response. Nothing a
+//! guest does can panic the host or outlive the request's deadline.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use wasmtime::Store;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::{Error as HttpError, WasiHttpCtx, WasiHttpView};
+use wasmzip_runtime::audit::Auditor;
+use wasmzip_runtime::capabilities::network::NetworkGuard;
+use wasmzip_runtime::limits::{GuestLimiter, GuestLimits, MAX_RESOURCE_HANDLES};
+
+use crate::ServerShared;
+use crate::function::{LoadedFunction, RequestState};
+use crate::guest_log::{GuestLog, LogTag};
+use crate::metrics::{DenialLabels, FunctionLabels, RequestLabels};
+use crate::outbound::OutboundHooks;
+
+/// Errors carried by response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body of every response the server sends.
+pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Header telling the guest which route prefix matched.
+pub const ROUTE_PREFIX_HEADER: &str = "x-wasmzip-route-prefix";
+/// Header telling the guest the rest of the path after the prefix (starting with `/`).
+pub const ROUTE_REMAINDER_HEADER: &str = "x-wasmzip-route-remainder";
+/// Header carrying the request id on every response.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// A response made by the host itself.
+pub fn host_response(status: StatusCode, request_id: &str, message: &str) -> Response<ResponseBody> {
+    let mut response = Response::new(Full::new(Bytes::from(format!("{message}\n"))).map_err(|never| match never {}).boxed_unsync());
+    *response.status_mut() = status;
+    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    response
+}
+
+/// The request id: the trace id of an incoming `traceparent`, or a fresh random one.
+fn request_id(req: &Request<Incoming>) -> String {
+    let incoming = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(|v| {
+        let parts: Vec<&str> = v.split('-').collect();
+        (parts.len() == 4
+            && parts[1].len() == 32
+            && parts[1].bytes().all(|b| b.is_ascii_hexdigit())
+            && parts[1] != "00000000000000000000000000000000")
+            .then(|| parts[1].to_ascii_lowercase())
+    });
+    incoming.unwrap_or_else(|| {
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).unwrap_or_else(|_| id[0] = 1);
+        hex::encode(id)
+    })
+}
+
+/// Decrements the in-flight gauge when the guest's work is over.
+struct InFlight(Arc<ServerShared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.metrics.in_flight.dec();
+    }
+}
+
+/// Handles one request end to end.
+pub async fn handle(shared: Arc<ServerShared>, req: Request<Incoming>) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let id = request_id(&req);
+    let path = req.uri().path().to_string();
+    let Some((function, prefix, remainder)) = shared.deployments.route(&path) else {
+        return host_response(StatusCode::NOT_FOUND, &id, &format!("no function serves {path}"));
+    };
+    let labels = FunctionLabels { function: function.name.to_string(), version: function.version.to_string() };
+    let response = serve(&shared, &function, req, &id, prefix, remainder).await;
+    let status = response.status().as_u16();
+    shared.metrics.latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    shared
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels { function: labels.function, version: labels.version, status })
+        .inc();
+    tracing::debug!(function = %function.name, version = %function.version, request_id = %id, status, path = %path, "request");
+    response
+}
+
+async fn serve(
+    shared: &Arc<ServerShared>,
+    function: &Arc<LoadedFunction>,
+    mut req: Request<Incoming>,
+    id: &str,
+    prefix: String,
+    remainder: String,
+) -> Response<ResponseBody> {
+    let limits = function.limits;
+    let header_bytes: u64 = req.headers().iter().map(|(n, v)| (n.as_str().len() + v.len()) as u64).sum();
+    if header_bytes > limits.header_bytes {
+        return host_response(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, id, &format!("request headers exceed {} bytes", limits.header_bytes));
+    }
+    let declared = req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.request_body) {
+        return host_response(StatusCode::PAYLOAD_TOO_LARGE, id, &format!("request body exceeds {} bytes", limits.request_body));
+    }
+    let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
+        shared.metrics.shed.inc();
+        let mut r = host_response(StatusCode::SERVICE_UNAVAILABLE, id, "the server is at capacity; retry shortly");
+        r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    };
+    shared.metrics.in_flight.inc();
+    let in_flight = InFlight(shared.clone());
+
+    // What the guest sees: the full path, plus where the route matched.
+    let headers = req.headers_mut();
+    headers.remove(ROUTE_PREFIX_HEADER);
+    headers.remove(ROUTE_REMAINDER_HEADER);
+    for (name, value) in [(ROUTE_PREFIX_HEADER, prefix), (ROUTE_REMAINDER_HEADER, remainder)] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+    if !headers.contains_key(http::header::HOST) {
+        headers.insert(http::header::HOST, HeaderValue::from_static("localhost"));
+    }
+    let limit = limits.request_body;
+    let taken = req.map(|body| {
+        Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).map_err(move |e| {
+            if e.is::<LengthLimitError>() {
+                HttpError::HttpRequestBodySize(Some(limit))
+            } else {
+                match e.downcast::<hyper::Error>() {
+                    Ok(h) => HttpError::Hyper(*h),
+                    Err(e) => HttpError::Connect(std::io::Error::other(e.to_string())),
+                }
+            }
+        })
+    });
+
+    let tag = LogTag { function: function.name.clone(), version: function.version.clone(), request_id: Arc::from(id) };
+    let stdout = GuestLog::new(tag.clone(), "stdout");
+    let stderr = GuestLog::new(tag, "stderr");
+    let audit = Auditor::new(format!("{}@{} request {id}", function.name, function.version));
+    let guard = NetworkGuard::new(function.plan.network.clone(), audit.clone());
+    let mut builder = WasiCtxBuilder::new();
+    builder.stdout(stdout.clone()).stderr(stderr.clone());
+    if let Err(e) = function.plan.configure(&mut builder, &guard) {
+        tracing::error!(function = %function.name, request_id = %id, "cannot set up capabilities: {e}");
+        return host_response(StatusCode::INTERNAL_SERVER_ERROR, id, &format!("internal error (request {id})"));
+    }
+    let metrics = shared.metrics.clone();
+    let function_name = function.name.to_string();
+    let hooks = OutboundHooks {
+        rules: function.outbound.clone(),
+        client: shared.client.clone(),
+        audit,
+        trace_id: Arc::from(id),
+        remaining: limits.outbound_requests,
+        limit: limits.outbound_requests,
+        denials: Arc::new(move |kind| {
+            metrics.denials.get_or_create(&DenialLabels { function: function_name.clone(), kind: kind.to_string() }).inc();
+        }),
+    };
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_RESOURCE_HANDLES);
+    let guest_limits = GuestLimits { memory_bytes: Some(limits.memory_bytes), timeout: Some(limits.timeout) };
+    let state = RequestState {
+        wasi: builder.build(),
+        table,
+        http: WasiHttpCtx::new(),
+        hooks,
+        limiter: GuestLimiter::new(&guest_limits),
+        network: guard,
+    };
+    let mut store = Store::new(shared.runtime.engine(), state);
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
+
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let prepared = (|| -> wasmtime::Result<_> {
+        let incoming = store.data_mut().http().new_incoming_request(Scheme::Http, taken)?;
+        let outparam = store.data_mut().http().new_response_outparam(sender)?;
+        Ok((incoming, outparam))
+    })();
+    let (incoming, outparam) = match prepared {
+        Ok(p) => p,
+        Err(e) => return host_response(StatusCode::BAD_REQUEST, id, &format!("malformed request: {e}")),
+    };
+
+    let labels = FunctionLabels { function: function.name.to_string(), version: function.version.to_string() };
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let pre = function.pre.clone();
+    let instantiation = shared.metrics.instantiation.get_or_create(&labels).clone();
+    let guest = tokio::spawn(async move {
+        let _permit = permit;
+        let _in_flight = in_flight;
+        let t0 = Instant::now();
+        let result = match pre.instantiate_async(&mut store).await {
+            Ok(proxy) => {
+                instantiation.observe(t0.elapsed().as_secs_f64());
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
+            }
+            Err(e) => Err(e),
+        };
+        stdout.flush_partial();
+        stderr.flush_partial();
+        let memory_refused = store.data().limiter.memory_refused();
+        (result, memory_refused)
+    });
+    // The deadline covers the whole request, response body included: at the deadline the guest's task
+    // is aborted, which drops its store.
+    let abort = guest.abort_handle();
+    tokio::spawn(async move {
+        tokio::time::sleep_until(deadline).await;
+        abort.abort();
+    });
+
+    let timed_out = |shared: &Arc<ServerShared>| {
+        shared.metrics.timeouts.get_or_create(&labels).inc();
+        tracing::warn!(function = %labels.function, version = %labels.version, request_id = %id, "request exceeded its time limit of {:?}", limits.timeout);
+        host_response(StatusCode::GATEWAY_TIMEOUT, id, &format!("the function exceeded its time limit (request {id})"))
+    };
+    match tokio::time::timeout_at(deadline, receiver).await {
+        Err(_) => timed_out(shared),
+        Ok(Ok(Ok(response))) => {
+            let (mut parts, body) = response.into_parts();
+            let length = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+            if length.is_some_and(|n| n > limits.response_body) {
+                tracing::warn!(function = %labels.function, request_id = %id, "response body of {} bytes exceeds the limit of {}", length.unwrap_or(0), limits.response_body);
+                return host_response(StatusCode::INTERNAL_SERVER_ERROR, id, &format!("the function's response is too large (request {id})"));
+            }
+            if let Ok(v) = HeaderValue::from_str(id) {
+                parts.headers.insert(REQUEST_ID_HEADER, v);
+            }
+            let body = CappedBody { inner: body.map_err(|e| BoxError::from(format!("{e:?}"))).boxed_unsync(), remaining: limits.response_body };
+            Response::from_parts(parts, body.boxed_unsync())
+        }
+        Ok(Ok(Err(code))) => {
+            tracing::warn!(function = %labels.function, request_id = %id, "the function answered with an error: {code:?}");
+            host_response(StatusCode::INTERNAL_SERVER_ERROR, id, &format!("the function failed (request {id})"))
+        }
+        Ok(Err(_)) => {
+            // The guest ended without setting a response: find out how.
+            match guest.await {
+                Ok((Err(e), memory_refused)) => {
+                    shared.metrics.traps.get_or_create(&labels).inc();
+                    let cause = if memory_refused { format!("memory limit of {} bytes exceeded: {}", limits.memory_bytes, e.root_cause()) } else { e.root_cause().to_string() };
+                    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+                        shared.metrics.shed.inc();
+                        return host_response(StatusCode::SERVICE_UNAVAILABLE, id, "the server is at capacity; retry shortly");
+                    }
+                    tracing::warn!(function = %labels.function, version = %labels.version, request_id = %id, "the function trapped: {cause}");
+                    host_response(StatusCode::INTERNAL_SERVER_ERROR, id, &format!("the function trapped (request {id})"))
+                }
+                Ok((Ok(()), _)) => {
+                    tracing::warn!(function = %labels.function, request_id = %id, "the function returned without setting a response");
+                    host_response(StatusCode::INTERNAL_SERVER_ERROR, id, &format!("the function sent no response (request {id})"))
+                }
+                Err(join) if join.is_cancelled() => timed_out(shared),
+                Err(join) => {
+                    tracing::error!(function = %labels.function, request_id = %id, "the guest task failed: {join}");
+                    host_response(StatusCode::INTERNAL_SERVER_ERROR, id, &format!("internal error (request {id})"))
+                }
+            }
+        }
+    }
+}
+
+/// A response body that fails once it has carried more than its limit.
+struct CappedBody {
+    inner: ResponseBody,
+    remaining: u64,
+}
+
+impl Body for CappedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = data.len() as u64;
+                    if n > self.remaining {
+                        return Poll::Ready(Some(Err("the response body exceeds its limit".into())));
+                    }
+                    self.remaining -= n;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,289 @@
+//! Where deployments live. The [`DeploymentStore`] trait keeps the server independent of the storage;
+//! [`LocalStore`] (a data directory) is the default. Every write is a temporary file made durable and
+//! renamed into place, so a crash at any point leaves either the old or the new state, never half of one.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// How many versions of each function are kept for rollback.
+pub const KEPT_VERSIONS: usize = 5;
+/// Current format of the deployment record.
+pub const STATE_FORMAT: u32 = 1;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file could not be read or written.
+    #[error("cannot {action} {}: {error}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        error: std::io::Error,
+    },
+    /// The deployment record is unreadable.
+    #[error("{}: {message}", path.display())]
+    Corrupt {
+        /// The record file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// One deployed version of a function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployedVersion {
+    /// The package version.
+    pub version: String,
+    /// SHA-256 of the package's manifest (the package digest).
+    pub digest: String,
+    /// Grants given at deploy time, as tokens.
+    pub grants: Vec<String>,
+    /// Whether everything requested was granted.
+    pub grant_requested: bool,
+    /// A number that grows with every deploy across the server, to tell versions apart.
+    pub sequence: u64,
+    /// Seconds since the Unix epoch.
+    pub deployed_at: u64,
+}
+
+/// The versions of one function, oldest first; the last one serves.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionRecord {
+    /// Kept versions, oldest first (at most [`KEPT_VERSIONS`]).
+    pub versions: Vec<DeployedVersion>,
+}
+
+impl FunctionRecord {
+    /// The version that serves.
+    pub fn active(&self) -> Option<&DeployedVersion> {
+        self.versions.last()
+    }
+
+    /// Adds a version on top, forgetting the oldest beyond [`KEPT_VERSIONS`].
+    pub fn push(&mut self, version: DeployedVersion) {
+        self.versions.push(version);
+        let excess = self.versions.len().saturating_sub(KEPT_VERSIONS);
+        self.versions.drain(..excess);
+    }
+}
+
+/// Everything deployed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentState {
+    /// Format of this record.
+    pub format: u32,
+    /// The last sequence number handed out.
+    pub sequence: u64,
+    /// Functions by name.
+    pub functions: BTreeMap<String, FunctionRecord>,
+}
+
+impl Default for DeploymentState {
+    fn default() -> Self {
+        DeploymentState { format: STATE_FORMAT, sequence: 0, functions: BTreeMap::new() }
+    }
+}
+
+impl DeploymentState {
+    /// Digests of every package any kept version refers to.
+    pub fn referenced_digests(&self) -> std::collections::BTreeSet<String> {
+        self.functions.values().flat_map(|f| f.versions.iter().map(|v| v.digest.clone())).collect()
+    }
+}
+
+/// Storage for packages and the deployment record.
+pub trait DeploymentStore: Send + Sync {
+    /// The deployment record (empty when none was ever written).
+    fn load(&self) -> Result<DeploymentState, StoreError>;
+    /// Stores a verified package file under its digest, durably, moving `staged` (a file this store
+    /// handed out with [`DeploymentStore::staging_path`]). Storing a digest again is a no-op.
+    fn store_package(&self, digest: &str, staged: &Path) -> Result<PathBuf, StoreError>;
+    /// Where the package with `digest` is stored.
+    fn package_path(&self, digest: &str) -> PathBuf;
+    /// A fresh path to stage an upload on, on the same file system as the packages.
+    fn staging_path(&self) -> Result<PathBuf, StoreError>;
+    /// Replaces the deployment record atomically.
+    fn commit(&self, state: &DeploymentState) -> Result<(), StoreError>;
+    /// Removes stored packages no kept version refers to, and abandoned staging files.
+    fn collect_garbage(&self, state: &DeploymentState) -> Result<(), StoreError>;
+}
+
+/// A data directory: `packages/DIGEST.wasmzip`, `staging/`, and `deployments.json`.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    dir: PathBuf,
+}
+
+impl LocalStore {
+    /// Opens (creating) a data directory.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        use std::os::unix::fs::DirBuilderExt;
+        for sub in ["packages", "staging"] {
+            let path = dir.join(sub);
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&path)
+                .map_err(|error| StoreError::Io { action: "create", path, error })?;
+        }
+        Ok(LocalStore { dir: dir.to_path_buf() })
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.dir.join("deployments.json")
+    }
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |error| StoreError::Io { action, path, error }
+}
+
+/// Makes a rename durable: syncs the directory holding it.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io("sync", dir))
+}
+
+impl DeploymentStore for LocalStore {
+    fn load(&self) -> Result<DeploymentState, StoreError> {
+        let path = self.state_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let state: DeploymentState = serde_json::from_slice(&bytes)
+                    .map_err(|e| StoreError::Corrupt { path: path.clone(), message: e.to_string() })?;
+                if state.format != STATE_FORMAT {
+                    return Err(StoreError::Corrupt { path, message: format!("format {} is not supported", state.format) });
+                }
+                Ok(state)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DeploymentState::default()),
+            Err(e) => Err(io("read", &path)(e)),
+        }
+    }
+
+    fn store_package(&self, digest: &str, staged: &Path) -> Result<PathBuf, StoreError> {
+        let target = self.package_path(digest);
+        if target.exists() {
+            let _ = std::fs::remove_file(staged);
+            return Ok(target);
+        }
+        std::fs::File::open(staged).and_then(|f| f.sync_all()).map_err(io("sync", staged))?;
+        std::fs::rename(staged, &target).map_err(io("store", &target))?;
+        sync_dir(&self.dir.join("packages"))?;
+        Ok(target)
+    }
+
+    fn package_path(&self, digest: &str) -> PathBuf {
+        self.dir.join("packages").join(format!("{digest}.wasmzip"))
+    }
+
+    fn staging_path(&self) -> Result<PathBuf, StoreError> {
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce).map_err(|e| StoreError::Io {
+            action: "name a staging file",
+            path: self.dir.join("staging"),
+            error: std::io::Error::other(e.to_string()),
+        })?;
+        Ok(self.dir.join("staging").join(format!("{}.upload", hex::encode(nonce))))
+    }
+
+    fn commit(&self, state: &DeploymentState) -> Result<(), StoreError> {
+        let path = self.state_path();
+        let tmp = self.dir.join(format!("deployments.json.tmp-{}", std::process::id()));
+        let bytes = serde_json::to_vec_pretty(state).expect("the state always serialises");
+        let result = (|| {
+            let mut file = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
+            file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(io("write", &tmp))?;
+            std::fs::rename(&tmp, &path).map_err(io("replace", &path))?;
+            sync_dir(&self.dir)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn collect_garbage(&self, state: &DeploymentState) -> Result<(), StoreError> {
+        let keep = state.referenced_digests();
+        let packages = self.dir.join("packages");
+        for entry in std::fs::read_dir(&packages).map_err(io("list", &packages))?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let digest = name.strip_suffix(".wasmzip").unwrap_or(&name);
+            if !keep.contains(digest) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        let staging = self.dir.join("staging");
+        for entry in std::fs::read_dir(&staging).map_err(io("list", &staging))?.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+        for entry in std::fs::read_dir(&self.dir).map_err(io("list", &self.dir))?.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("deployments.json.tmp-") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(n: u64) -> DeployedVersion {
+        DeployedVersion { version: format!("1.0.{n}"), digest: format!("{n:064x}"), grants: vec![], grant_requested: false, sequence: n, deployed_at: 0 }
+    }
+
+    #[test]
+    fn keeps_five_versions() {
+        let mut f = FunctionRecord::default();
+        for n in 1..=7 {
+            f.push(version(n));
+        }
+        assert_eq!(f.versions.len(), KEPT_VERSIONS);
+        assert_eq!(f.versions[0].sequence, 3);
+        assert_eq!(f.active().unwrap().sequence, 7);
+    }
+
+    #[test]
+    fn commit_load_and_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        assert_eq!(store.load().unwrap(), DeploymentState::default());
+        let staged = store.staging_path().unwrap();
+        std::fs::write(&staged, b"package").unwrap();
+        let stored = store.store_package(&version(1).digest, &staged).unwrap();
+        assert!(stored.exists() && !staged.exists());
+        let orphan = store.staging_path().unwrap();
+        std::fs::write(&orphan, b"half an upload").unwrap();
+        std::fs::write(store.package_path(&version(9).digest), b"unreferenced").unwrap();
+
+        let mut state = DeploymentState::default();
+        state.functions.entry("f".into()).or_default().push(version(1));
+        store.commit(&state).unwrap();
+        assert_eq!(store.load().unwrap(), state);
+        store.collect_garbage(&state).unwrap();
+        assert!(stored.exists());
+        assert!(!orphan.exists());
+        assert!(!store.package_path(&version(9).digest).exists());
+    }
+
+    #[test]
+    fn corrupt_record_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        std::fs::write(dir.path().join("deployments.json"), b"{not json").unwrap();
+        let err = store.load().unwrap_err().to_string();
+        assert!(err.contains("deployments.json"), "{err}");
+    }
+}

@@ -1,0 +1,47 @@
+//! `wasmzip deploy`: send a package to a running server's admin API.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use clap::Args;
+use http::Method;
+use wasmzip_package::Capability;
+
+use crate::admin_client::{AdminClient, ServerOptions, encode};
+
+/// Deploy a package to a running `wasmzip serve` (verified against the server's trusted keys).
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The package.
+    pub package: PathBuf,
+    #[command(flatten)]
+    pub server: ServerOptions,
+    /// Grant a capability to this deployment; repeatable.
+    #[arg(long = "grant", value_name = "TOKEN")]
+    pub grant: Vec<Capability>,
+    /// Grant everything the package requests.
+    #[arg(long)]
+    pub grant_requested: bool,
+}
+
+/// Runs the command.
+pub async fn run(args: DeployArgs) -> Result<u8> {
+    let client = AdminClient::new(&args.server)?;
+    let bytes = std::fs::read(&args.package).with_context(|| format!("cannot read {}", args.package.display()))?;
+    let mut query: Vec<String> = args.grant.iter().map(|g| format!("grant={}", encode(&g.to_string()))).collect();
+    if args.grant_requested {
+        query.push("grant_requested=true".into());
+    }
+    let path = if query.is_empty() { "/v1/functions".to_string() } else { format!("/v1/functions?{}", query.join("&")) };
+    let info = client.call(Method::POST, &path, Bytes::from(bytes)).await?;
+    let active = &info["active"];
+    println!(
+        "deployed {} {} (sequence {}) on {}",
+        info["name"].as_str().unwrap_or("?"),
+        active["version"].as_str().unwrap_or("?"),
+        active["sequence"],
+        info["routes"].as_array().map(|r| r.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+    );
+    Ok(0)
+}

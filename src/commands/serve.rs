@@ -1,0 +1,141 @@
+//! `wasmzip serve`: host `wasi:http` functions.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use wasmzip_package::manifest::{ByteSize, parse_duration};
+use wasmzip_runtime::PoolConfig;
+use wasmzip_server::ServeConfig;
+use wasmzip_server::function::OperatorLimits;
+
+use crate::options::{CacheOptions, GrantOptions, LimitOptions, TrustOptions};
+
+/// Serve `http` packages: a fresh instance per request, an admin API, metrics, graceful shutdown.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Packages to deploy at start (as new versions on top of what the data directory holds).
+    pub packages: Vec<PathBuf>,
+    /// Public listener.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Admin listener for /metrics and the deploy API; keep it private.
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+    /// File holding the admin bearer token; without it the deploy API refuses every call.
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Deployment data directory (default: WASMZIP_DATA_DIR, else $XDG_DATA_HOME/wasmzip, else
+    /// ~/.local/share/wasmzip).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub trust: TrustOptions,
+    #[command(flatten)]
+    pub grants: GrantOptions,
+    #[command(flatten)]
+    pub limits: LimitOptions,
+    /// Lower every function's request body limit.
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| ByteSize::parse(s))]
+    pub max_request_body: Option<ByteSize>,
+    /// Lower every function's response body limit.
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| ByteSize::parse(s))]
+    pub max_response_body: Option<ByteSize>,
+    /// Lower every function's request header limit.
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| ByteSize::parse(s))]
+    pub max_header_size: Option<ByteSize>,
+    /// Lower every function's outbound request limit.
+    #[arg(long, value_name = "N")]
+    pub max_outbound_requests: Option<u32>,
+    /// Instances the pool holds: the most requests in flight; more are answered 503.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub pool_instances: u32,
+    /// Largest memory of one instance; a manifest asking for more is refused at deploy.
+    #[arg(long, default_value = "256MiB", value_name = "SIZE", value_parser = |s: &str| ByteSize::parse(s))]
+    pub pool_max_memory: ByteSize,
+    /// How long in-flight requests may take to finish after SIGTERM or SIGINT.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = |s: &str| parse_duration(s))]
+    pub grace_period: Duration,
+    #[command(flatten)]
+    pub cache: CacheOptions,
+}
+
+fn data_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(d) = explicit.or_else(|| var("WASMZIP_DATA_DIR")) {
+        return Ok(d);
+    }
+    if let Some(d) = var("XDG_DATA_HOME") {
+        return Ok(d.join("wasmzip"));
+    }
+    match var("HOME") {
+        Some(home) => Ok(home.join(".local/share/wasmzip")),
+        None => bail!("no data directory: set --data-dir, WASMZIP_DATA_DIR or HOME"),
+    }
+}
+
+/// Runs the command.
+pub async fn run(args: ServeArgs) -> Result<u8> {
+    let admin_token = match &args.admin_token_file {
+        Some(path) => {
+            let token = std::fs::read_to_string(path).with_context(|| format!("cannot read the admin token file {}", path.display()))?;
+            let token = token.trim().to_string();
+            if token.len() < 16 {
+                bail!("the admin token in {} is shorter than 16 characters", path.display());
+            }
+            Some(token)
+        }
+        None => None,
+    };
+    if args.pool_instances == 0 {
+        bail!("--pool-instances must be at least 1");
+    }
+    let config = ServeConfig {
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        admin_token,
+        data_dir: data_dir(args.data_dir)?,
+        cache_dir: args.cache.root()?,
+        trust: args.trust.policy()?,
+        packages: args.packages,
+        grants: args.grants.grant,
+        grant_requested: args.grants.grant_requested,
+        mounts: args.grants.mount,
+        env: args.grants.env,
+        limits: OperatorLimits {
+            memory_bytes: args.limits.max_memory.map(|m| m.0),
+            timeout: args.limits.timeout,
+            request_body: args.max_request_body.map(|b| b.0),
+            response_body: args.max_response_body.map(|b| b.0),
+            header_bytes: args.max_header_size.map(|b| b.0),
+            outbound_requests: args.max_outbound_requests,
+        },
+        pool: PoolConfig { instances: args.pool_instances, max_memory_bytes: args.pool_max_memory.0 },
+        grace_period: args.grace_period,
+    };
+    wasmzip_server::serve(config, shutdown_signal(), |bound| {
+        println!("serving on http://{}", bound.public);
+        if let Some(admin) = bound.admin {
+            println!("admin on http://{admin}");
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    })
+    .await?;
+    Ok(0)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
