@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything wasmzip needs and runs the demo on its built-in defaults: generate a signing key,
-# pack the `hello` guest with a resource file, verify and inspect the package, and run it with and
-# without the capability it requests. Work files go to demo-out/ (git-ignored).
+# pack the `hello` guest with a resource file, verify and inspect the package, run it with and without
+# the capability it requests, then serve an HTTP function, deploy a second one through the admin API,
+# call both, and shut the server down. Work files go to demo-out/ (git-ignored).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -44,5 +45,37 @@ if "$wasmzip" run "$out/tampered.wasmzip" --trust "$out/dev.pub"; then
 else
   echo "refused with exit code $? as expected"
 fi
+step "Serve hello-http on 127.0.0.1:8080 (admin API on 127.0.0.1:9090)"
+"$wasmzip" pack examples/hello-http --key "$out/dev.key" -o "$out/hello-http.wasmzip"
+"$wasmzip" pack examples/json-transform --key "$out/dev.key" -o "$out/json-transform.wasmzip"
+head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$out/admin.token"
+"$wasmzip" serve "$out/hello-http.wasmzip" --trust "$out/dev.pub" --data-dir "$out/data" \
+  --listen 127.0.0.1:8080 --admin-listen 127.0.0.1:9090 --admin-token-file "$out/admin.token" \
+  > "$out/serve.out" 2> "$out/serve.log" &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do grep -q "admin on" "$out/serve.out" 2>/dev/null && break; sleep 0.1; done
+cat "$out/serve.out"
+
+step "curl http://127.0.0.1:8080/hello"
+curl -sS -i http://127.0.0.1:8080/hello
+
+step "wasmzip deploy json-transform.wasmzip (through the admin API), then call it"
+"$wasmzip" deploy "$out/json-transform.wasmzip" --server http://127.0.0.1:9090 --token-file "$out/admin.token"
+curl -sS -X POST http://127.0.0.1:8080/transform \
+  -d '[{"name":"tea","price":3,"quantity":2,"active":true},{"name":"cake","price":5,"quantity":1,"active":false}]'
+echo
+
+step "wasmzip functions"
+"$wasmzip" functions --server http://127.0.0.1:9090 --token-file "$out/admin.token"
+
+step "Metrics (excerpt)"
+curl -sS http://127.0.0.1:9090/metrics | grep '^wasmzip_requests_total'
+
+step "SIGTERM: the server finishes in-flight requests and exits"
+kill -TERM $server
+wait $server && echo "server exited cleanly"
+trap - EXIT
+
 echo
 echo "Demo complete."

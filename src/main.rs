@@ -42,7 +42,9 @@ fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(exit::REFUSED) } else { ExitCode::SUCCESS };
         }
     };
-    options::init_logging(cli.log_format);
+    // A server's log (guest output, deploys) is its main output; one-shot commands only warn.
+    let default_log = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
+    options::init_logging(cli.log_format, default_log);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -19,9 +19,10 @@ pub enum LogFormat {
     Json,
 }
 
-/// Sets up `tracing` on stderr; `WASMZIP_LOG` takes a filter such as `info` or `wasmzip=debug`.
-pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WASMZIP_LOG").unwrap_or_else(|_| "warn".into());
+/// Sets up `tracing` on stderr; `WASMZIP_LOG` takes a filter such as `info` or `wasmzip=debug`, else
+/// `default` applies.
+pub fn init_logging(format: LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WASMZIP_LOG").unwrap_or_else(|_| default.into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.without_time().init(),

@@ -204,28 +204,22 @@ async fn serve(
     let deadline = tokio::time::Instant::now() + limits.timeout;
     let pre = function.pre.clone();
     let instantiation = shared.metrics.instantiation.get_or_create(&labels).clone();
+    // The deadline covers the whole request, response body included: at the deadline the guest's
+    // future is dropped inside its task, which drops the store (whether it was running wasm or waiting
+    // in a host call). The 504 below does not wait for that.
     let guest = tokio::spawn(async move {
         let _permit = permit;
         let _in_flight = in_flight;
-        let t0 = Instant::now();
-        let result = match pre.instantiate_async(&mut store).await {
-            Ok(proxy) => {
-                instantiation.observe(t0.elapsed().as_secs_f64());
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
-            }
-            Err(e) => Err(e),
-        };
+        let run = tokio::time::timeout_at(deadline, async {
+            let t0 = Instant::now();
+            let proxy = pre.instantiate_async(&mut store).await?;
+            instantiation.observe(t0.elapsed().as_secs_f64());
+            proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
+        })
+        .await;
         stdout.flush_partial();
         stderr.flush_partial();
-        let memory_refused = store.data().limiter.memory_refused();
-        (result, memory_refused)
-    });
-    // The deadline covers the whole request, response body included: at the deadline the guest's task
-    // is aborted, which drops its store.
-    let abort = guest.abort_handle();
-    tokio::spawn(async move {
-        tokio::time::sleep_until(deadline).await;
-        abort.abort();
+        run.ok().map(|result| (result, store.data().limiter.memory_refused()))
     });
 
     let timed_out = |shared: &Arc<ServerShared>| {
@@ -255,21 +249,21 @@ async fn serve(
         Ok(Err(_)) => {
             // The guest ended without setting a response: find out how.
             match guest.await {
-                Ok((Err(e), memory_refused)) => {
-                    shared.metrics.traps.get_or_create(&labels).inc();
-                    let cause = if memory_refused { format!("memory limit of {} bytes exceeded: {}", limits.memory_bytes, e.root_cause()) } else { e.root_cause().to_string() };
+                Ok(Some((Err(e), memory_refused))) => {
                     if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
                         shared.metrics.shed.inc();
                         return host_response(StatusCode::SERVICE_UNAVAILABLE, id, "the server is at capacity; retry shortly");
                     }
+                    shared.metrics.traps.get_or_create(&labels).inc();
+                    let cause = if memory_refused { format!("memory limit of {} bytes exceeded: {}", limits.memory_bytes, e.root_cause()) } else { e.root_cause().to_string() };
                     tracing::warn!(function = %labels.function, version = %labels.version, request_id = %id, "the function trapped: {cause}");
                     host_response(StatusCode::INTERNAL_SERVER_ERROR, id, &format!("the function trapped (request {id})"))
                 }
-                Ok((Ok(()), _)) => {
+                Ok(Some((Ok(()), _))) => {
                     tracing::warn!(function = %labels.function, request_id = %id, "the function returned without setting a response");
                     host_response(StatusCode::INTERNAL_SERVER_ERROR, id, &format!("the function sent no response (request {id})"))
                 }
-                Err(join) if join.is_cancelled() => timed_out(shared),
+                Ok(None) => timed_out(shared),
                 Err(join) => {
                     tracing::error!(function = %labels.function, request_id = %id, "the guest task failed: {join}");
                     host_response(StatusCode::INTERNAL_SERVER_ERROR, id, &format!("internal error (request {id})"))
