@@ -29,7 +29,6 @@ use wasmzip_runtime::{PoolConfig, Runtime, RuntimeConfig};
 use crate::deployments::{DeployError, DeployPolicy, Deployments};
 use crate::function::OperatorLimits;
 use crate::metrics::Metrics;
-use crate::outbound::OutboundClient;
 use crate::store::LocalStore;
 
 /// Everything `serve` is configured with.
@@ -95,8 +94,6 @@ pub struct ServerShared {
     pub metrics: Arc<Metrics>,
     /// The engine.
     pub runtime: Arc<Runtime>,
-    /// The pooled outbound client.
-    pub client: OutboundClient,
     /// Admission: one permit per pool slot; none left means 503.
     pub slots: Arc<Semaphore>,
 }
@@ -148,7 +145,6 @@ pub async fn serve(
         deployments: deployments.clone(),
         metrics: metrics.clone(),
         runtime,
-        client: OutboundClient::new(),
         slots: Arc::new(Semaphore::new(config.pool.instances as usize)),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -1,18 +1,27 @@
 //! Outbound `wasi:http` requests: checked against the function's `network:outbound` capabilities in
 //! Wasmtime's send-request hook, counted against the per-request limit, tagged with the request's
-//! trace context, and sent through one pooled client shared by every request of the server.
+//! trace context, and sent through a pooled client that the function's requests share.
 //!
 //! Private, loopback and link-local destinations are refused unless a grant names them explicitly: an
 //! IP grant for that address, or a host-name grant for exactly that name. Wildcard grants (`*`,
 //! `*.domain`) never reach them. The guest follows redirects itself, so each hop is checked again.
+//!
+//! The check resolves a host name and pins the addresses it approved; the client's resolver connects
+//! only to pinned addresses, so a DNS answer that changes between check and connect (rebinding) is
+//! never used. Each function version has its own client, so pooled connections never cross from one
+//! function's grants to another's.
 
-use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 use wasmzip_package::capability::{HostPattern, PortPattern};
@@ -21,18 +30,60 @@ use wasmzip_runtime::audit::Auditor;
 /// How long an outbound request may wait for a connection and its response headers by default.
 pub const DEFAULT_OUTBOUND_TIMEOUT: Duration = Duration::from_secs(30);
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+/// How long a name's approved addresses stay pinned after a check.
+pub const PIN_TTL: Duration = Duration::from_secs(60);
+/// Most names pinned per function at once.
+pub const MAX_PINS: usize = 1024;
 
-/// The pooled HTTP(S) client shared by all requests.
+type Pins = Arc<Mutex<HashMap<String, (Vec<IpAddr>, Instant)>>>;
+type Connector = hyper_rustls::HttpsConnector<HttpConnector<PinnedResolver>>;
+
+/// Resolves only to addresses a check approved (pinned); an unpinned name resolves to its public
+/// addresses only.
+#[derive(Clone, Default)]
+pub struct PinnedResolver {
+    pins: Pins,
+}
+
+impl tower_service::Service<Name> for PinnedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, std::io::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let host = name.as_str().to_ascii_lowercase();
+        let pinned = {
+            let pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
+            pins.get(&host).filter(|(_, at)| at.elapsed() < PIN_TTL).map(|(ips, _)| ips.clone())
+        };
+        Box::pin(async move {
+            let ips: Vec<IpAddr> = match pinned {
+                Some(ips) => ips,
+                None => tokio::net::lookup_host((host.as_str(), 0)).await?.map(|a| a.ip()).filter(|ip| !is_private(*ip)).collect(),
+            };
+            if ips.is_empty() {
+                return Err(std::io::Error::other(format!("{host} resolves to no approved address")));
+            }
+            Ok(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect::<Vec<_>>().into_iter())
+        })
+    }
+}
+
+/// A pooled HTTP(S) client for one function version's requests.
 #[derive(Clone)]
 pub struct OutboundClient {
     client: Client<Connector, WasiBody>,
 }
 
 impl OutboundClient {
-    /// A client with connection pooling, HTTP/1.1, TLS through rustls with the webpki roots.
-    pub fn new() -> Self {
-        let mut http = HttpConnector::new();
+    /// A client with connection pooling, HTTP/1.1, TLS through rustls with the webpki roots, resolving
+    /// through `resolver`.
+    pub fn new(resolver: PinnedResolver) -> Self {
+        let mut http = HttpConnector::new_with_resolver(resolver);
         http.enforce_http(false);
         http.set_nodelay(true);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -43,12 +94,6 @@ impl OutboundClient {
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
         OutboundClient { client }
-    }
-}
-
-impl Default for OutboundClient {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -76,10 +121,12 @@ pub fn is_private(ip: IpAddr) -> bool {
     }
 }
 
-/// The outbound rules of one function version.
-#[derive(Debug, Clone, Default)]
+/// The outbound rules of one function version, the addresses its checks approved, and its client.
+#[derive(Clone)]
 pub struct OutboundRules {
     rules: Vec<(HostPattern, PortPattern)>,
+    resolver: PinnedResolver,
+    client: OutboundClient,
 }
 
 /// Why an outbound request was refused.
@@ -94,9 +141,25 @@ pub enum Refusal {
 }
 
 impl OutboundRules {
-    /// Rules from the effective `network:outbound` capabilities.
+    /// Rules from the effective `network:outbound` capabilities, with a client of their own.
     pub fn new(rules: Vec<(HostPattern, PortPattern)>) -> Self {
-        OutboundRules { rules }
+        let resolver = PinnedResolver::default();
+        OutboundRules { rules, client: OutboundClient::new(resolver.clone()), resolver }
+    }
+
+    /// The client requests under these rules use.
+    pub fn client(&self) -> &OutboundClient {
+        &self.client
+    }
+
+    fn pin(&self, host: &str, ips: Vec<IpAddr>) {
+        let mut pins = self.resolver.pins.lock().unwrap_or_else(|e| e.into_inner());
+        if pins.len() >= MAX_PINS {
+            pins.retain(|_, (_, at)| at.elapsed() < PIN_TTL);
+        }
+        if pins.len() < MAX_PINS || pins.contains_key(host) {
+            pins.insert(host.to_string(), (ips, Instant::now()));
+        }
     }
 
     /// Decides whether `host:port` may be reached, resolving names to check where they point.
@@ -122,7 +185,7 @@ impl OutboundRules {
         let addrs: Vec<IpAddr> = tokio::net::lookup_host((host.as_str(), port))
             .await
             .map_err(|_| Refusal::Unresolvable)?
-            .map(|a| a.ip())
+            .map(|a| a.ip().to_canonical())
             .collect();
         if let Some(private) = addrs.iter().copied().find(|ip| is_private(*ip))
             && !named
@@ -132,6 +195,7 @@ impl OutboundRules {
         if addrs.is_empty() {
             return Err(Refusal::Unresolvable);
         }
+        self.pin(&host, addrs);
         Ok(())
     }
 }
@@ -141,10 +205,8 @@ pub type DenialCounter = Arc<dyn Fn(&'static str) + Send + Sync>;
 
 /// The hooks of one request's store.
 pub struct OutboundHooks {
-    /// The function's rules.
+    /// The function's rules and client.
     pub rules: Arc<OutboundRules>,
-    /// The shared client.
-    pub client: OutboundClient,
     /// Where denials are audited.
     pub audit: Auditor,
     /// The trace id of the incoming request (the request id).
@@ -178,7 +240,6 @@ impl WasiHttpHooks for OutboundHooks {
         self.remaining = self.remaining.saturating_sub(1);
         let limit = self.limit;
         let rules = self.rules.clone();
-        let client = self.client.clone();
         let audit = self.audit.clone();
         let denials = self.denials.clone();
         let traceparent = format!("00-{}-{}-01", self.trace_id, span_id());
@@ -204,7 +265,7 @@ impl WasiHttpHooks for OutboundHooks {
                 request.headers_mut().insert("traceparent", value);
             }
             let wait = options.and_then(|o| o.first_byte_timeout).unwrap_or(DEFAULT_OUTBOUND_TIMEOUT);
-            let response = match tokio::time::timeout(wait, client.client.request(request)).await {
+            let response = match tokio::time::timeout(wait, rules.client().client.request(request)).await {
                 Err(_) => return Err(HttpError::ConnectionReadTimeout),
                 Ok(Err(e)) if e.is_connect() => return Err(HttpError::ConnectionRefused),
                 Ok(Err(e)) => return Err(HttpError::Connect(std::io::Error::other(e.to_string()))),
@@ -238,6 +299,8 @@ mod tests {
         assert_eq!(explicit.check("127.0.0.1", 8081).await, Err(Refusal::NotGranted));
         assert!(explicit.check("localhost", 9090).await.is_ok());
         assert!(explicit.check("[::1]", 9090).await.is_err());
+        let pinned = explicit.resolver.pins.lock().unwrap().get("localhost").map(|(ips, _)| ips.clone()).unwrap();
+        assert!(pinned.contains(&"127.0.0.1".parse().unwrap()), "approved addresses are pinned: {pinned:?}");
         let wildcard = rules(&["network:outbound:*.localhost:80"]);
         assert!(matches!(wildcard.check("a.localhost", 80).await, Err(Refusal::PrivateAddress(_)) | Err(Refusal::Unresolvable)));
     }

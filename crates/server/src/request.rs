@@ -164,7 +164,6 @@ async fn serve(
     let function_name = function.name.to_string();
     let hooks = OutboundHooks {
         rules: function.outbound.clone(),
-        client: shared.client.clone(),
         audit,
         trace_id: Arc::from(id),
         remaining: limits.outbound_requests,

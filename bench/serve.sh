@@ -1,0 +1,650 @@
+#!/usr/bin/env bash
+# Serving benchmarks (issue 3): `wasmzip serve` against Node.js, `wasmtime serve` and a native hyper
+# server, all on this host, over loopback, one server at a time.
+#
+# Usage: bash bench/serve.sh
+#
+# What it does:
+#   a. json-transform: POSTs a ~100 KB JSON array to `wasmzip serve` (json-transform package),
+#      `node bench/servers/json-transform.js` and `wasmtime serve` (the same json_transform.wasm),
+#      after checking that the three answer byte-identical bodies. Per server: a warm-up, then p50/p99
+#      latency at 1 connection and requests/s at 16 connections (wrk).
+#   b. hello-http: `wasmzip serve` (hello-http package) against bench/servers/native-hello, requests/s
+#      at 16 connections; then the mean instantiation time per request from wasmzip's /metrics.
+#   c. Deploy latency: time from `wasmzip deploy` returning to the first 200 from the new function's
+#      route (curl in a tight loop); median of DEPLOY_REPS deploys of differently named functions.
+#   d. Idle RSS: VmRSS of a fresh `wasmzip serve` with 0 functions, then with RSS_FUNCS small functions
+#      (hello-http as f000, f001, ... on /f000, /f001, ...) deployed and idle for 2 s.
+#
+# Installs what is missing: wrk (apt-get), wasmtime-cli 48.0.8 (cargo install; slow on 2 cores; if it
+# fails, `wasmtime serve` is reported as unavailable and the rest still runs). wrk's `--latency`
+# percentiles are used for p50/p99, so oha is not needed.
+# Builds wasmzip, the guests and native-hello in release mode (BUILD=0 skips this and uses what is built).
+# Works in a temporary directory removed on exit; every server it starts is stopped on exit.
+#
+# Knobs (environment):
+#   WARMUP_S       warm-up per server, seconds                     (default 3)
+#   DURATION_S     each measured wrk run, seconds                  (default 10)
+#   CONNS          connections for the throughput runs            (default 16)
+#   THREADS        wrk threads for the throughput runs            (default 2)
+#   BODY_KB        size of the JSON request body, KiB             (default 100)
+#   DEPLOY_REPS    deploys timed for deploy latency               (default 5)
+#   RSS_FUNCS      functions deployed for the idle-RSS figure     (default 100)
+#   BUILD          1 = build wasmzip, guests, native-hello first  (default 1)
+#   INSTALL        1 = install wrk / wasmtime-cli when missing    (default 1)
+#   BENCH_TMPDIR   where the temporary directory is created       (default $TMPDIR or /tmp)
+set -euo pipefail
+export LC_ALL=C
+
+WARMUP_S=${WARMUP_S:-3}
+DURATION_S=${DURATION_S:-10}
+CONNS=${CONNS:-16}
+THREADS=${THREADS:-2}
+BODY_KB=${BODY_KB:-100}
+DEPLOY_REPS=${DEPLOY_REPS:-5}
+RSS_FUNCS=${RSS_FUNCS:-100}
+BUILD=${BUILD:-1}
+INSTALL=${INSTALL:-1}
+WASMTIME_VERSION=48.0.8
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WASMZIP="$ROOT/target/release/wasmzip"
+GUESTS="$ROOT/guests/target/wasm32-wasip2/release"
+NATIVE_HELLO="$ROOT/bench/servers/native-hello/target/release/native-hello"
+NODE_SERVER="$ROOT/bench/servers/json-transform.js"
+export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+
+# ----------------------------------------------------------------------------------------------------
+# Tools.
+
+if ! command -v wrk >/dev/null 2>&1; then
+    ((INSTALL)) || die "wrk is not installed (INSTALL=0)"
+    log "installing wrk"
+    SUDO=""; [[ $(id -u) != 0 ]] && SUDO="sudo"
+    $SUDO apt-get install -y wrk >&2 || { $SUDO apt-get update >&2 && $SUDO apt-get install -y wrk >&2; } \
+        || die "cannot install wrk"
+fi
+command -v node >/dev/null 2>&1 || die "node is not installed (the Node.js baseline needs Node 20)"
+command -v curl >/dev/null 2>&1 || die "curl is not installed"
+
+HAVE_WASMTIME=0
+if [[ $(wasmtime --version 2>/dev/null) == "wasmtime $WASMTIME_VERSION"* ]]; then
+    HAVE_WASMTIME=1
+elif ((INSTALL)); then
+    log "installing wasmtime-cli $WASMTIME_VERSION (cargo install; this takes a long time on few cores)"
+    if nice -n 10 cargo install wasmtime-cli --version "$WASMTIME_VERSION" --locked >&2 \
+        && [[ $(wasmtime --version 2>/dev/null) == "wasmtime $WASMTIME_VERSION"* ]]; then
+        HAVE_WASMTIME=1
+    else
+        log "wasmtime-cli $WASMTIME_VERSION is unavailable: \`wasmtime serve\` will be reported as unavailable"
+    fi
+else
+    log "wasmtime $WASMTIME_VERSION not found (INSTALL=0): \`wasmtime serve\` will be reported as unavailable"
+fi
+
+# ----------------------------------------------------------------------------------------------------
+# Build.
+
+if ((BUILD)); then
+    log "building wasmzip (release)"
+    (cd "$ROOT" && cargo build --release --quiet --bin wasmzip) || die "cargo build --release failed"
+    if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+        log "adding the wasm32-wasip2 target"
+        rustup target add wasm32-wasip2 >&2
+    fi
+    log "building guests (release)"
+    (cd "$ROOT/guests" && cargo build --release --quiet) || die "guest build failed"
+    log "building native-hello (release)"
+    cargo build --release --quiet --manifest-path "$ROOT/bench/servers/native-hello/Cargo.toml" \
+        || die "native-hello build failed"
+fi
+[[ -x $WASMZIP ]] || die "missing $WASMZIP"
+[[ -x $NATIVE_HELLO ]] || die "missing $NATIVE_HELLO"
+for g in json_transform hello_http; do
+    [[ -f "$GUESTS/$g.wasm" ]] || die "missing guest $GUESTS/$g.wasm"
+done
+
+TMP=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/wasmzip-serve-bench.XXXXXX")
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ----------------------------------------------------------------------------------------------------
+# Helpers.
+
+calc() { awk "BEGIN { printf \"${2:-%.2f}\", ($1) }"; }
+median() {
+    printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+now_us() { local t=${EPOCHREALTIME/[.,]/}; echo "$t"; }
+yesno() { [[ $(calc "$1" %d) == 1 ]] && echo yes || echo "**no**"; }
+
+# free_port: an unused loopback TCP port (bind to port 0, read it back).
+free_port() {
+    if command -v python3 >/dev/null 2>&1; then
+        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+    else
+        local p
+        while :; do
+            p=$((20000 + RANDOM % 20000))
+            (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+        done
+    fi
+}
+
+# start NAME LOG CMD...: starts a server in the background; sets SERVER_PID.
+SERVER_PID=""
+start() {
+    local name=$1 logf=$2
+    shift 2
+    "$@" >"$logf" 2>&1 &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    log "started $name (pid $SERVER_PID)"
+}
+
+# wait_http URL PID LOG [SECONDS]: waits until URL answers HTTP at all (any status).
+wait_http() {
+    local url=$1 pid=$2 logf=$3 limit=${4:-120} t0 rc
+    t0=$SECONDS
+    while :; do
+        rc=0
+        curl -s -o /dev/null --max-time 2 "$url" || rc=$?
+        [[ $rc == 0 ]] && return 0
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "server (pid $pid) exited before it was ready; its log:"
+            cat "$logf" >&2
+            return 1
+        fi
+        ((SECONDS - t0 < limit)) || { log "server (pid $pid) not ready after ${limit}s; its log:"; cat "$logf" >&2; return 1; }
+        sleep 0.1
+    done
+}
+
+# wait_line PATTERN LOG PID [SECONDS]: waits for a line in a server's log (e.g. `serving on`).
+wait_line() {
+    local pattern=$1 logf=$2 pid=$3 limit=${4:-120} t0=$SECONDS
+    until grep -q "$pattern" "$logf" 2>/dev/null; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "server (pid $pid) exited before printing \`$pattern\`; its log:"
+            cat "$logf" >&2
+            return 1
+        fi
+        ((SECONDS - t0 < limit)) || { log "no \`$pattern\` after ${limit}s; log:"; cat "$logf" >&2; return 1; }
+        sleep 0.05
+    done
+}
+
+# stop PID: SIGTERM, wait up to 15 s, then SIGKILL.
+stop() {
+    local pid=$1 i
+    kill "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 150; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && { log "pid $pid ignored SIGTERM for 15 s; killing it"; kill -9 "$pid" 2>/dev/null || true; }
+    wait "$pid" 2>/dev/null || true
+}
+
+# to_us VALUE: a wrk duration (e.g. 635.91us, 1.04ms, 2.00s, 1.5m) in microseconds.
+to_us() {
+    awk -v v="$1" 'BEGIN {
+        n = v; sub(/[a-z]+$/, "", n); u = v; sub(/^[0-9.]+/, "", u)
+        f = (u == "us") ? 1 : (u == "ms") ? 1000 : (u == "s") ? 1000000 : (u == "m") ? 60000000 : (u == "h") ? 3600000000 : -1
+        if (f < 0) { print "nan"; exit }
+        printf "%.1f", n * f
+    }'
+}
+
+# wrk_run LABEL OUT WRK-ARGS...: runs wrk; sets W_RPS, W_P50_US, W_P99_US, W_REQS, W_ERRORS (non-2xx/3xx
+# responses plus socket errors), and logs a warning with wrk's own lines when there are any.
+W_RPS=0 W_P50_US=0 W_P99_US=0 W_REQS=0 W_ERRORS=0
+wrk_run() {
+    local label=$1 out=$2 non2xx sock
+    shift 2
+    wrk "$@" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed: $label"; }
+    W_RPS=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+    W_P50_US=$(to_us "$(awk '$1 == "50%" { print $2 }' "$out")")
+    W_P99_US=$(to_us "$(awk '$1 == "99%" { print $2 }' "$out")")
+    W_REQS=$(awk '/requests in/ { print $1 }' "$out")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")
+    sock=$(awk '/Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }' "$out")
+    W_ERRORS=$((${non2xx:-0} + ${sock:-0}))
+    if ((W_ERRORS)); then
+        log "WARNING: $label: $W_ERRORS errors (non-2xx/3xx: ${non2xx:-0}, socket errors: ${sock:-0}):"
+        grep -E 'Non-2xx|Socket errors' "$out" >&2 || true
+    fi
+    [[ -n $W_RPS ]] || { cat "$out" >&2; die "cannot parse wrk output: $label"; }
+}
+
+ms_of() { calc "$1 / 1000" "${2:-%.2f}"; }
+
+SUMMARY=()   # markdown rows: | figure | value | baseline | ratio | goal | met |
+row() { SUMMARY+=("| $1 | $2 | $3 | $4 | $5 | $6 |"); }
+PROBLEMS=()  # free-text notes for the summary
+
+# ----------------------------------------------------------------------------------------------------
+# Inputs: key, token, packages, request body, wrk script.
+
+log "preparing packages and the request body"
+"$WASMZIP" keygen "$TMP/dev" >/dev/null
+head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$TMP/token"
+chmod 600 "$TMP/token"
+CACHE="$TMP/cache"
+
+# pack_http NAME WASM-FILE ROUTE OUT: a signed http package with one component.
+pack_http() {
+    local name=$1 wasm=$2 route=$3 out=$4 dir="$TMP/src-$1"
+    mkdir -p "$dir"
+    cp "$wasm" "$dir/$(basename "$wasm")"
+    cat >"$dir/wasmzip.toml" <<EOF
+[package]
+name = "$name"
+version = "1.0.0"
+
+[components.$name]
+file = "$(basename "$wasm")"
+world = "http"
+routes = ["$route"]
+EOF
+    "$WASMZIP" pack "$dir" --key "$TMP/dev.key" -o "$out" >/dev/null
+    rm -rf "$dir"
+}
+pack_http json-transform "$GUESTS/json_transform.wasm" / "$TMP/json-transform.wasmzip"
+pack_http hello-http "$GUESTS/hello_http.wasm" / "$TMP/hello-http.wasmzip"
+
+# A deterministic JSON array of records {name, price, quantity, active}, about BODY_KB KiB. Prices are
+# written the way both JSON.stringify and serde_json write them back (no trailing zeros), so outputs
+# can be compared byte for byte.
+awk -v target=$((BODY_KB * 1024)) 'BEGIN {
+    split("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima", w, " ")
+    out = "["; x = 12345
+    for (i = 0; length(out) < target - 90; i++) {
+        x = (x * 1103515245 + 12345) % 2147483648
+        cents = x % 100000
+        price = sprintf("%.2f", cents / 100); sub(/0+$/, "", price); sub(/\.$/, "", price)
+        qty = int(x / 100000) % 50
+        active = (i % 3 != 0) ? "true" : "false"
+        name = sprintf("%s-%s widget %05d", w[i % 12 + 1], w[int(x / 7) % 12 + 1], i)
+        out = out (i ? "," : "") sprintf("{\"name\":\"%s\",\"price\":%s,\"quantity\":%d,\"active\":%s}", name, price, qty, active)
+    }
+    printf "%s]", out
+}' >"$TMP/body.json"
+BODY_BYTES=$(stat -c %s "$TMP/body.json")
+BODY_RECORDS=$(grep -o '"name"' "$TMP/body.json" | wc -l)
+log "request body: $BODY_BYTES bytes, $BODY_RECORDS records"
+
+cat >"$TMP/post.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open("$TMP/body.json", "rb"))
+wrk.body = f:read("*a")
+f:close()
+EOF
+
+# fetch_json URL OUT: POSTs the body; prints the HTTP status.
+fetch_json() {
+    curl -s -o "$2" -w '%{http_code}' --max-time 30 -H 'content-type: application/json' --data-binary @"$TMP/body.json" "$1"
+}
+
+# compare REF-LABEL REF OTHER-LABEL OTHER: byte comparison; prints the first difference if any.
+compare() {
+    if cmp -s "$2" "$4"; then
+        log "output check: $3 == $1 ($(stat -c %s "$4") bytes, byte-identical)"
+        return 0
+    fi
+    local at
+    at=$(cmp "$2" "$4" 2>&1 | awk '/differ/ { print $NF + 0; exit }')
+    log "output check: $3 DIFFERS from $1 ($(stat -c %s "$2") vs $(stat -c %s "$4") bytes): $(cmp "$2" "$4" 2>&1 | head -1)"
+    if [[ -n $at ]]; then
+        local from=$((at > 60 ? at - 60 : 1))
+        log "  $1 around byte $at: $(tail -c +"$from" "$2" | head -c 160)"
+        log "  $3 around byte $at: $(tail -c +"$from" "$4" | head -c 160)"
+    fi
+    PROBLEMS+=("output of $3 differs from $1: $(cmp "$2" "$4" 2>&1 | head -1)")
+    return 0
+}
+
+# proc_usage PID: "CPU-TICKS MINOR-FAULTS" of a process (utime + stime, minflt; all its threads).
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+proc_usage() {
+    awk '{ sub(/^.*\) /, ""); print $12 + $13, $8 }' "/proc/$1/stat" 2>/dev/null || echo "0 0"
+}
+
+# measure LABEL URL [WRK-SCRIPT-ARGS...]: warm-up, 1-connection latency run, CONNS-connection throughput
+# run, against the server whose pid is $PID. Sets M_P50, M_P99 (µs, 1 connection), M_RPS (CONNS
+# connections), M_P50_LOADED, M_P99_LOADED, M_CPU_US and M_FLT (per request, CONNS run), M_ERRORS.
+measure() {
+    local label=$1 url=$2 slug
+    shift 2
+    slug=$(echo "$label" | tr -c 'a-z0-9\n' '-')
+    log "$label: warm-up ${WARMUP_S}s"
+    wrk_run "$label warm-up" "$TMP/wrk-$slug-warm.txt" -t"$THREADS" -c"$CONNS" -d"${WARMUP_S}s" "$@" "$url"
+    log "$label: 1 connection, ${DURATION_S}s"
+    wrk_run "$label c1" "$TMP/wrk-$slug-c1.txt" -t1 -c1 -d"${DURATION_S}s" --latency "$@" "$url"
+    M_P50=$W_P50_US M_P99=$W_P99_US M_RPS1=$W_RPS M_ERRORS=$W_ERRORS
+    log "$label: $CONNS connections, ${DURATION_S}s"
+    local before after
+    before=$(proc_usage "$PID")
+    wrk_run "$label c$CONNS" "$TMP/wrk-$slug-c$CONNS.txt" -t"$THREADS" -c"$CONNS" -d"${DURATION_S}s" --latency "$@" "$url"
+    after=$(proc_usage "$PID")
+    M_RPS=$W_RPS M_P50_LOADED=$W_P50_US M_P99_LOADED=$W_P99_US M_ERRORS=$((M_ERRORS + W_ERRORS))
+    # Server CPU time and minor page faults per request over the throughput run (all threads).
+    read -r M_CPU_US M_FLT < <(awk -v b="$before" -v a="$after" -v n="$W_REQS" -v hz="$CLK_TCK" 'BEGIN {
+        split(b, x, " "); split(a, y, " ")
+        if (n > 0) printf "%.0f %.1f\n", (y[1] - x[1]) * 1e6 / hz / n, (y[2] - x[2]) / n; else print "0 0"
+    }')
+    log "$label: p50 $(ms_of "$M_P50") ms, p99 $(ms_of "$M_P99") ms (c1, $M_RPS1 req/s); $M_RPS req/s (c$CONNS, p50 $(ms_of "$M_P50_LOADED") ms, p99 $(ms_of "$M_P99_LOADED") ms); server CPU $M_CPU_US µs/request, $M_FLT minor faults/request; errors $M_ERRORS"
+    ((M_ERRORS == 0)) || PROBLEMS+=("$label: $M_ERRORS errors under load (see the warnings above)")
+}
+
+# start_wasmzip NAME [ARGS...]: a wasmzip server on fresh ports and data dir; sets SERVER_PID, PORT, APORT.
+start_wasmzip() {
+    local name=$1
+    shift
+    PORT=$(free_port) APORT=$(free_port)
+    while [[ $APORT == "$PORT" ]]; do APORT=$(free_port); done
+    start "wasmzip serve ($name)" "$TMP/$name.log" "$WASMZIP" serve "$@" --trust "$TMP/dev.pub" \
+        --listen "127.0.0.1:$PORT" --admin-listen "127.0.0.1:$APORT" --admin-token-file "$TMP/token" \
+        --data-dir "$TMP/data-$name" --cache-dir "$CACHE"
+    wait_line "serving on" "$TMP/$name.log" "$SERVER_PID" 300 || die "wasmzip serve ($name) did not start"
+}
+
+# metrics_sum NAME: the sum of a metric's samples over all label sets, from the admin listener.
+metrics_sum() {
+    curl -s --max-time 5 "http://127.0.0.1:$APORT/metrics" | awk -v m="$1" '$1 == m || index($1, m "{") == 1 { s += $NF } END { printf "%.9g", s + 0 }'
+}
+
+# wasmzip_status_report: logs the per-status request counts and the trap/shed/timeout counters.
+wasmzip_status_report() {
+    curl -s --max-time 5 "http://127.0.0.1:$APORT/metrics" >"$TMP/metrics.txt" || true
+    log "wasmzip /metrics: $(grep -E '^wasmzip_(requests_total|traps_total|shed_total|timeouts_total|denials_total)' "$TMP/metrics.txt" | tr '\n' ';' | sed 's/;$//')"
+    local bad
+    bad=$(awk '/^wasmzip_requests_total\{/ && !/status="200"/ { s += $NF } END { print s + 0 }' "$TMP/metrics.txt")
+    ((bad == 0)) || PROBLEMS+=("wasmzip counted $bad non-200 responses (see its /metrics above)")
+}
+
+# ----------------------------------------------------------------------------------------------------
+# a. json-transform: wasmzip serve, Node.js, wasmtime serve.
+
+echo
+echo "== a. json-transform: POST ${BODY_BYTES}-byte JSON array ($BODY_RECORDS records), one server at a time =="
+
+# wasmzip serve
+start_wasmzip json "$TMP/json-transform.wasmzip"
+PID=$SERVER_PID
+URL="http://127.0.0.1:$PORT/"
+code=$(fetch_json "$URL" "$TMP/out-wasmzip.json")
+[[ $code == 200 ]] || { cat "$TMP/out-wasmzip.json" >&2; die "wasmzip serve answered $code to the body"; }
+log "wasmzip serve output: $(stat -c %s "$TMP/out-wasmzip.json") bytes, $(head -c 60 "$TMP/out-wasmzip.json")..."
+measure "wasmzip serve json-transform" "$URL" -s "$TMP/post.lua"
+WZ_P50=$M_P50 WZ_P99=$M_P99 WZ_RPS=$M_RPS WZ_P50L=$M_P50_LOADED WZ_P99L=$M_P99_LOADED WZ_CPU=$M_CPU_US WZ_FLT=$M_FLT
+wasmzip_status_report
+JSON_INST_SUM=$(metrics_sum wasmzip_instantiation_duration_seconds_sum)
+JSON_INST_CNT=$(metrics_sum wasmzip_instantiation_duration_seconds_count)
+JSON_REQ_SUM=$(metrics_sum wasmzip_request_duration_seconds_sum)
+JSON_REQ_CNT=$(metrics_sum wasmzip_request_duration_seconds_count)
+stop "$PID"
+
+# Node.js
+PORT=$(free_port)
+start "node json-transform.js" "$TMP/node.log" env PORT="$PORT" node "$NODE_SERVER"
+PID=$SERVER_PID
+URL="http://127.0.0.1:$PORT/"
+wait_http "$URL" "$PID" "$TMP/node.log" 60 || die "node did not start"
+code=$(fetch_json "$URL" "$TMP/out-node.json")
+[[ $code == 200 ]] || { cat "$TMP/out-node.json" >&2; die "node answered $code to the body"; }
+compare "wasmzip serve" "$TMP/out-wasmzip.json" "node" "$TMP/out-node.json"
+measure "node json-transform.js" "$URL" -s "$TMP/post.lua"
+N_P50=$M_P50 N_P99=$M_P99 N_RPS=$M_RPS N_P50L=$M_P50_LOADED N_P99L=$M_P99_LOADED N_CPU=$M_CPU_US N_FLT=$M_FLT
+stop "$PID"
+
+# wasmtime serve
+WT_OK=0
+if ((HAVE_WASMTIME)); then
+    PORT=$(free_port)
+    start "wasmtime serve" "$TMP/wasmtime.log" wasmtime serve -S cli=y --addr "127.0.0.1:$PORT" "$GUESTS/json_transform.wasm"
+    PID=$SERVER_PID
+    URL="http://127.0.0.1:$PORT/"
+    if wait_http "$URL" "$PID" "$TMP/wasmtime.log" 300; then
+        code=$(fetch_json "$URL" "$TMP/out-wasmtime.json")
+        if [[ $code == 200 ]]; then
+            compare "wasmzip serve" "$TMP/out-wasmzip.json" "wasmtime serve" "$TMP/out-wasmtime.json"
+            measure "wasmtime serve json-transform" "$URL" -s "$TMP/post.lua"
+            WT_P50=$M_P50 WT_P99=$M_P99 WT_RPS=$M_RPS WT_P50L=$M_P50_LOADED WT_P99L=$M_P99_LOADED WT_CPU=$M_CPU_US WT_FLT=$M_FLT
+            WT_OK=1
+        else
+            log "wasmtime serve answered $code: $(head -c 300 "$TMP/out-wasmtime.json")"
+            PROBLEMS+=("wasmtime serve answered $code to the body; not measured")
+        fi
+    else
+        PROBLEMS+=("wasmtime serve did not start; not measured")
+    fi
+    stop "$PID"
+else
+    PROBLEMS+=("wasmtime $WASMTIME_VERSION unavailable; \`wasmtime serve\` not measured")
+fi
+
+FMT='%-32s %9s %9s %11s %13s %13s %11s %11s\n'
+echo
+echo "(p50/p99 at 1 connection; the rest at $CONNS connections; CPU and faults are the server's, per request)"
+printf "$FMT" "server" "p50 ms" "p99 ms" "req/s c$CONNS" "p50 ms c$CONNS" "p99 ms c$CONNS" "CPU µs/req" "faults/req"
+printf "$FMT" "wasmzip serve" "$(ms_of "$WZ_P50")" "$(ms_of "$WZ_P99")" "$WZ_RPS" "$(ms_of "$WZ_P50L")" "$(ms_of "$WZ_P99L")" "$WZ_CPU" "$WZ_FLT"
+printf "$FMT" "node json-transform.js" "$(ms_of "$N_P50")" "$(ms_of "$N_P99")" "$N_RPS" "$(ms_of "$N_P50L")" "$(ms_of "$N_P99L")" "$N_CPU" "$N_FLT"
+if ((WT_OK)); then
+    printf "$FMT" "wasmtime serve $WASMTIME_VERSION" "$(ms_of "$WT_P50")" "$(ms_of "$WT_P99")" "$WT_RPS" "$(ms_of "$WT_P50L")" "$(ms_of "$WT_P99L")" "$WT_CPU" "$WT_FLT"
+else
+    printf "$FMT" "wasmtime serve $WASMTIME_VERSION" "n/a" "n/a" "n/a" "n/a" "n/a" "n/a" "n/a"
+fi
+R_P50=$(calc "$WZ_P50 / $N_P50" %.2f)
+R_P99=$(calc "$WZ_P99 / $N_P99" %.2f)
+R_RPS_N=$(calc "$WZ_RPS / $N_RPS" %.2f)
+echo "ratio wasmzip/node p50 (c1):        $R_P50 (goal <= 0.4: $(yesno "$R_P50 <= 0.4"))"
+echo "ratio wasmzip/node p99 (c1):        $R_P99 (no goal)"
+echo "ratio wasmzip/node req/s (c$CONNS):    $R_RPS_N (goal >= 2: $(yesno "$R_RPS_N >= 2"))"
+if ((WT_OK)); then
+    R_RPS_W=$(calc "$WZ_RPS / $WT_RPS" %.2f)
+    echo "ratio wasmzip/wasmtime req/s (c$CONNS): $R_RPS_W (goal >= 1.0: $(yesno "$R_RPS_W >= 1.0"))"
+fi
+if [[ $JSON_INST_CNT != 0 ]]; then
+    JSON_INST_US=$(calc "$JSON_INST_SUM / $JSON_INST_CNT * 1e6" %.1f)
+    echo "wasmzip mean instantiation (json-transform): $JSON_INST_US µs over $JSON_INST_CNT requests"
+fi
+if [[ $JSON_REQ_CNT != 0 ]]; then
+    # wasmzip_request_duration_seconds runs from routing to the response headers (the guest has parsed
+    # and transformed the body by then; the response body still streams after it).
+    JSON_REQ_US=$(calc "$JSON_REQ_SUM / $JSON_REQ_CNT * 1e6" %.0f)
+    echo "wasmzip mean request duration, routing -> response headers (json-transform, all runs): $JSON_REQ_US µs"
+fi
+
+row "json-transform p50 latency, 1 connection" "$(ms_of "$WZ_P50") ms" "node $(ms_of "$N_P50") ms" "$R_P50" "≤ 0.4" "$(yesno "$R_P50 <= 0.4")"
+row "json-transform p99 latency, 1 connection" "$(ms_of "$WZ_P99") ms" "node $(ms_of "$N_P99") ms" "$R_P99" "—" "—"
+row "json-transform req/s, $CONNS connections" "$(calc "$WZ_RPS" %.0f)" "node $(calc "$N_RPS" %.0f)" "$R_RPS_N" "≥ 2" "$(yesno "$R_RPS_N >= 2")"
+row "(reference) json-transform server CPU per request, $CONNS connections" "$WZ_CPU µs, $WZ_FLT minor faults" "node $N_CPU µs, $N_FLT faults" "$(calc "$WZ_CPU / $N_CPU" %.2f)" "—" "—"
+if ((WT_OK)); then
+    row "json-transform req/s, $CONNS connections" "$(calc "$WZ_RPS" %.0f)" "wasmtime serve $(calc "$WT_RPS" %.0f)" "$R_RPS_W" "≥ 1.0" "$(yesno "$R_RPS_W >= 1.0")"
+    row "(reference) wasmtime serve json-transform p50 / p99, 1 connection" "$(ms_of "$WT_P50") / $(ms_of "$WT_P99") ms" "—" "wasmzip/wasmtime p50 $(calc "$WZ_P50 / $WT_P50" %.2f)" "—" "—"
+    row "(reference) wasmtime serve json-transform server CPU per request, $CONNS connections" "$WT_CPU µs, $WT_FLT minor faults" "—" "wasmzip/wasmtime $(calc "$WZ_CPU / $WT_CPU" %.2f)" "—" "—"
+else
+    row "json-transform req/s, $CONNS connections" "$(calc "$WZ_RPS" %.0f)" "wasmtime serve: unavailable" "—" "≥ 1.0" "not measured"
+fi
+
+# ----------------------------------------------------------------------------------------------------
+# b. hello-http: wasmzip serve against native hyper; mean instantiation time from /metrics.
+
+echo
+echo "== b. hello-http: GET, wasmzip serve vs native hyper (bench/servers/native-hello) =="
+
+start_wasmzip hello "$TMP/hello-http.wasmzip"
+PID=$SERVER_PID
+URL="http://127.0.0.1:$PORT/"
+code=$(curl -s -o "$TMP/out-hello-wasmzip.txt" -w '%{http_code}' --max-time 10 "$URL")
+[[ $code == 200 ]] || { cat "$TMP/out-hello-wasmzip.txt" >&2; die "wasmzip serve (hello) answered $code"; }
+measure "wasmzip serve hello-http" "$URL"
+WH_P50=$M_P50 WH_P99=$M_P99 WH_RPS=$M_RPS WH_CPU=$M_CPU_US WH_FLT=$M_FLT
+wasmzip_status_report
+INST_SUM=$(metrics_sum wasmzip_instantiation_duration_seconds_sum)
+INST_CNT=$(metrics_sum wasmzip_instantiation_duration_seconds_count)
+REQ_CNT=$(metrics_sum wasmzip_requests_total)
+stop "$PID"
+
+PORT=$(free_port)
+start "native-hello" "$TMP/native.log" env PORT="$PORT" "$NATIVE_HELLO"
+PID=$SERVER_PID
+URL="http://127.0.0.1:$PORT/"
+wait_http "$URL" "$PID" "$TMP/native.log" 60 || die "native-hello did not start"
+curl -s -o "$TMP/out-hello-native.txt" --max-time 10 "$URL"
+compare "wasmzip serve hello-http" "$TMP/out-hello-wasmzip.txt" "native-hello" "$TMP/out-hello-native.txt"
+measure "native-hello" "$URL"
+NH_P50=$M_P50 NH_P99=$M_P99 NH_RPS=$M_RPS NH_CPU=$M_CPU_US NH_FLT=$M_FLT
+stop "$PID"
+
+R_HELLO=$(calc "$WH_RPS / $NH_RPS" %.2f)
+echo
+printf "$FMT" "server" "p50 ms" "p99 ms" "req/s c$CONNS" "" "" "CPU µs/req" "faults/req"
+printf "$FMT" "wasmzip serve hello-http" "$(ms_of "$WH_P50" %.3f)" "$(ms_of "$WH_P99" %.3f)" "$WH_RPS" "" "" "$WH_CPU" "$WH_FLT"
+printf "$FMT" "native-hello (hyper)" "$(ms_of "$NH_P50" %.3f)" "$(ms_of "$NH_P99" %.3f)" "$NH_RPS" "" "" "$NH_CPU" "$NH_FLT"
+echo "ratio wasmzip/native req/s (c$CONNS): $R_HELLO (goal >= 0.5: $(yesno "$R_HELLO >= 0.5"))"
+row "hello-http req/s, $CONNS connections" "$(calc "$WH_RPS" %.0f)" "native hyper $(calc "$NH_RPS" %.0f)" "$R_HELLO" "≥ 0.5" "$(yesno "$R_HELLO >= 0.5")"
+row "(reference) hello-http server CPU per request, $CONNS connections" "$WH_CPU µs, $WH_FLT minor faults" "native hyper $NH_CPU µs, $NH_FLT faults" "$(calc "$WH_CPU / ($NH_CPU > 0 ? $NH_CPU : 1)" %.2f)" "—" "—"
+row "(reference) hello-http p50 latency, 1 connection" "$(ms_of "$WH_P50" %.3f) ms" "native hyper $(ms_of "$NH_P50" %.3f) ms" "$(calc "$WH_P50 / $NH_P50" %.2f)" "—" "—"
+if [[ $INST_CNT != 0 ]]; then
+    INST_US=$(calc "$INST_SUM / $INST_CNT * 1e6" %.1f)
+    echo "wasmzip mean instantiation per request (hello-http): $INST_US µs ($INST_CNT instantiations, $REQ_CNT requests)"
+    row "mean instantiation per request (hello-http, /metrics sum/count)" "$INST_US µs" "—" "—" "—" "—"
+else
+    echo "wasmzip mean instantiation per request: no samples in /metrics"
+    PROBLEMS+=("/metrics had no wasmzip_instantiation_duration_seconds samples after the hello-http run")
+fi
+[[ -n ${JSON_REQ_US:-} ]] && row "(reference) json-transform mean server time, routing → response headers (/metrics, all load levels)" "$JSON_REQ_US µs" "—" "—" "—" "—"
+[[ -n ${JSON_INST_US:-} ]] && row "(reference) mean instantiation per request (json-transform)" "$JSON_INST_US µs" "—" "—" "—" "—"
+
+# ----------------------------------------------------------------------------------------------------
+# c. Deploy latency: `wasmzip deploy` returns → first 200 on the new function's route.
+
+echo
+echo "== c. Deploy latency (deploy returns -> first 200 from the new route; median of $DEPLOY_REPS) =="
+for ((i = 1; i <= DEPLOY_REPS; i++)); do
+    pack_http "lat-$i" "$GUESTS/hello_http.wasm" "/lat-$i" "$TMP/lat-$i.wasmzip"
+done
+start_wasmzip deploy
+PID=$SERVER_PID
+# The poll floor: one curl round trip to a route that answers (the resolution of the poll loop).
+pack_http "anchor" "$GUESTS/hello_http.wasm" "/anchor" "$TMP/anchor.wasmzip"
+"$WASMZIP" deploy "$TMP/anchor.wasmzip" --server "http://127.0.0.1:$APORT" --token-file "$TMP/token" >"$TMP/deploy-cmd.log" 2>&1 \
+    || { cat "$TMP/deploy-cmd.log" >&2; die "deploy of the anchor function failed"; }
+FLOOR=()
+for ((i = 0; i < 20; i++)); do
+    t0=$(now_us)
+    curl -s -o /dev/null "http://127.0.0.1:$PORT/anchor"
+    t1=$(now_us)
+    FLOOR+=($((t1 - t0)))
+done
+FLOOR_US=$(median "${FLOOR[@]}")
+LAT=() DEP=() ATT=()
+printf '%-8s %12s %16s %9s\n' "function" "deploy ms" "return->200 ms" "polls"
+for ((i = 1; i <= DEPLOY_REPS; i++)); do
+    url="http://127.0.0.1:$PORT/lat-$i"
+    code=$(curl -s -o /dev/null -w '%{http_code}' "$url")
+    [[ $code == 404 ]] || log "WARNING: /lat-$i answered $code before its deploy (expected 404)"
+    t0=$(now_us)
+    "$WASMZIP" deploy "$TMP/lat-$i.wasmzip" --server "http://127.0.0.1:$APORT" --token-file "$TMP/token" >"$TMP/deploy-cmd.log" 2>&1 \
+        || { cat "$TMP/deploy-cmd.log" >&2; die "deploy lat-$i failed"; }
+    t1=$(now_us)
+    n=0 code=""
+    while :; do
+        n=$((n + 1))
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url") || true
+        [[ $code == 200 ]] && break
+        (( $(now_us) - t1 < 10000000 )) || { log "lat-$i: no 200 within 10 s of deploy (last status $code)"; PROBLEMS+=("lat-$i: no 200 within 10 s of its deploy (last status $code)"); break; }
+    done
+    t2=$(now_us)
+    [[ $code != 200 && $code != 404 ]] && PROBLEMS+=("lat-$i: unexpected status $code while polling")
+    DEP+=($((t1 - t0))) LAT+=($((t2 - t1))) ATT+=("$n")
+    printf '%-8s %12s %16s %9s\n' "lat-$i" "$(ms_of $((t1 - t0)) %.1f)" "$(ms_of $((t2 - t1)) %.1f)" "$n"
+done
+log "last deploy printed: $(head -1 "$TMP/deploy-cmd.log")"
+DEPLOY_MED=$(median "${LAT[@]}")
+DEPLOY_CMD_MED=$(median "${DEP[@]}")
+echo "median deploy->first 200: $(ms_of "$DEPLOY_MED" %.1f) ms (polls: ${ATT[*]}; one curl round trip, the poll floor: $(ms_of "$FLOOR_US" %.1f) ms)"
+echo "median \`wasmzip deploy\` command time: $(ms_of "$DEPLOY_CMD_MED" %.1f) ms"
+row "deploy latency: deploy returns → first 200 (median of $DEPLOY_REPS)" "$(ms_of "$DEPLOY_MED" %.1f) ms (polls: ${ATT[*]})" "one curl round trip $(ms_of "$FLOOR_US" %.1f) ms" "—" "—" "—"
+row "(reference) \`wasmzip deploy\` command time (median of $DEPLOY_REPS)" "$(ms_of "$DEPLOY_CMD_MED" %.1f) ms" "—" "—" "—" "—"
+stop "$PID"
+
+# ----------------------------------------------------------------------------------------------------
+# d. Idle RSS with 0 and RSS_FUNCS functions.
+
+echo
+echo "== d. Idle RSS: fresh server, then $RSS_FUNCS hello-http functions deployed and idle =="
+log "packing $RSS_FUNCS packages"
+for ((i = 0; i < RSS_FUNCS; i++)); do
+    f=$(printf 'f%03d' "$i")
+    pack_http "$f" "$GUESTS/hello_http.wasm" "/$f" "$TMP/$f.wasmzip"
+done
+start_wasmzip rss
+PID=$SERVER_PID
+sleep 1
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+RSS0=$(rss_kib "$PID")
+log "deploying $RSS_FUNCS functions"
+t0=$(now_us)
+for ((i = 0; i < RSS_FUNCS; i++)); do
+    f=$(printf 'f%03d' "$i")
+    "$WASMZIP" deploy "$TMP/$f.wasmzip" --server "http://127.0.0.1:$APORT" --token-file "$TMP/token" >"$TMP/deploy-cmd.log" 2>&1 \
+        || { cat "$TMP/deploy-cmd.log" >&2; die "deploy $f failed"; }
+done
+t1=$(now_us)
+DEPLOYS_MEAN=$(( (t1 - t0) / RSS_FUNCS ))
+sleep 2
+RSS100=$(rss_kib "$PID")
+DEPLOYED=$(metrics_sum wasmzip_functions_deployed)
+c_first=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/f000")
+c_last=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/$(printf 'f%03d' $((RSS_FUNCS - 1)))")
+[[ $c_first == 200 && $c_last == 200 ]] || PROBLEMS+=("after deploying $RSS_FUNCS functions, /f000 answered $c_first and the last one $c_last")
+[[ $DEPLOYED == "$RSS_FUNCS" ]] || PROBLEMS+=("wasmzip_functions_deployed is $DEPLOYED after deploying $RSS_FUNCS functions")
+stop "$PID"
+PER_FN=$(calc "($RSS100 - $RSS0) / $RSS_FUNCS" %.0f)
+echo "VmRSS with 0 functions (just started): $(calc "$RSS0 / 1024" %.1f) MiB"
+echo "VmRSS with $RSS_FUNCS functions, idle 2 s: $(calc "$RSS100 / 1024" %.1f) MiB (+$PER_FN KiB per function; functions_deployed=$DEPLOYED; /f000 $c_first, last $c_last)"
+echo "mean \`wasmzip deploy\` time over the $RSS_FUNCS deploys: $(ms_of "$DEPLOYS_MEAN" %.1f) ms"
+row "RSS, $RSS_FUNCS functions deployed and idle" "$(calc "$RSS100 / 1024" %.1f) MiB" "0 functions $(calc "$RSS0 / 1024" %.1f) MiB" "+$PER_FN KiB per function" "—" "—"
+
+# ----------------------------------------------------------------------------------------------------
+# Summary for docs/benchmarks.md.
+
+cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
+WT_DESC="wasmtime-cli $WASMTIME_VERSION"
+((HAVE_WASMTIME)) || WT_DESC="wasmtime $WASMTIME_VERSION unavailable"
+echo
+echo "== summary (markdown) =="
+echo
+echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "- machine: $(nproc) CPUs, ${cpu:-unknown CPU}, $(uname -sr); servers and wrk share it"
+echo "- command: \`bash bench/serve.sh\` (WARMUP_S=$WARMUP_S DURATION_S=$DURATION_S CONNS=$CONNS THREADS=$THREADS BODY_KB=$BODY_KB DEPLOY_REPS=$DEPLOY_REPS RSS_FUNCS=$RSS_FUNCS)"
+echo "- wasmzip: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
+echo "- baselines: Node $(node --version), $WT_DESC, native-hello (hyper); $(wrk -v 2>&1 | head -1 | awk '{ print "wrk " $2 }')"
+echo "- request body: $BODY_BYTES bytes, $BODY_RECORDS records; response $(stat -c %s "$TMP/out-wasmzip.json") bytes"
+echo
+echo "| figure | value | baseline (same run) | ratio | goal | met |"
+echo "|---|---|---|---|---|---|"
+printf '%s\n' "${SUMMARY[@]}"
+if ((${#PROBLEMS[@]})); then
+    echo
+    echo "Problems seen during the run:"
+    printf -- '- %s\n' "${PROBLEMS[@]}"
+fi
