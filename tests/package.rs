@@ -392,5 +392,5 @@ fn inspect_lists_members_imports_and_warnings() {
     assert_eq!(v["signers"].as_array().unwrap().len(), 1);
 
     let hello = ws.package("hellonet", "hello", &["network:outbound:example.com:443"], "", &[], true);
-    run(["inspect".as_ref(), hello.as_os_str()]).expect_code(0).stdout_has(&["network:outbound:example.com:443` but imports no wasi:sockets"]);
+    run(["inspect".as_ref(), hello.as_os_str()]).expect_code(0).stdout_has(&["network:outbound:example.com:443` but imports neither wasi:sockets"]);
 }

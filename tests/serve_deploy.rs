@@ -391,6 +391,7 @@ fn killing_the_server_during_deploys_always_leaves_one_whole_version() {
         } else {
             assert!(now == served || now == Some(*version), "round {round}: serving {now:?}, neither the old {served:?} nor the new {version}");
         }
+        eprintln!("round {round}: killed {delay:?} into deploying {version}: deploy exit {}, now serving {now:?}", deployed.code);
         served = now;
         assert!(file_names(&data.join("staging")).is_empty(), "round {round}: abandoned uploads are cleaned at start");
         let mut referenced: Vec<String> = state

@@ -15,8 +15,8 @@ pub struct WorldSummary {
     pub exports: Vec<String>,
 }
 
-/// WASI packages this host provides to `cli` components.
-const PROVIDED: &[&str] = &["wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:cli/", "wasi:filesystem/", "wasi:sockets/"];
+/// WASI packages this host provides (`wasi:http` to `http` components, under `wasmzip serve`).
+const PROVIDED: &[&str] = &["wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:cli/", "wasi:filesystem/", "wasi:sockets/", "wasi:http/"];
 
 /// Reads the top-level imports and exports of a component.
 pub fn component_world(bytes: &[u8]) -> Result<WorldSummary, RuntimeError> {
@@ -62,9 +62,14 @@ pub fn capability_warnings(world: &WorldSummary, requested: &[Capability]) -> Ve
             warnings.push(format!("imports `{import}` but requests no network capability: every connection and lookup will be denied"));
         }
     }
+    if let Some(import) = world.imports.iter().find(|i| i.starts_with("wasi:http/outgoing-handler"))
+        && !requests("network").iter().any(|c| matches!(c, Capability::NetworkOutbound(..)))
+    {
+        warnings.push(format!("imports `{import}` but requests no network:outbound capability: every outbound request will be denied"));
+    }
     for cap in requests("network") {
-        if !imports_any("wasi:sockets/") {
-            warnings.push(format!("requests `{cap}` but imports no wasi:sockets interface"));
+        if !imports_any("wasi:sockets/") && !imports_any("wasi:http/outgoing-handler") {
+            warnings.push(format!("requests `{cap}` but imports neither wasi:sockets nor wasi:http/outgoing-handler"));
         }
     }
     for cap in requests("filesystem") {
