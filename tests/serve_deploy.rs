@@ -346,8 +346,14 @@ fn killing_the_server_during_deploys_always_leaves_one_whole_version() {
         (ws.http("crashy", "hello_http").version("1.0.0").build(), "1.0.0"),
         (ws.http("crashy", "echo").version("2.0.0").build(), "2.0.0"),
     ];
+    // Compile both versions into the shared cache first, so that deploys in the loop are quick and
+    // the kills land at every stage of one, not only while compiling.
+    drop(Server::start(ws.serve_args(&ws.path("warm-up"), &[&packages[0].0, &packages[1].0]), &[]));
+
     let mut server = ws.serve(NONE);
     let mut served: Option<&str> = None;
+    // Random-ish kill times from 0 to 300 ms, different on every run.
+    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64 | 1;
     for round in 0..8u64 {
         let (package, version) = &packages[(round % 2) as usize];
         let args: Vec<std::ffi::OsString> = vec![
@@ -359,7 +365,8 @@ fn killing_the_server_during_deploys_always_leaves_one_whole_version() {
             ws.token_file().into(),
         ];
         let deploy = std::thread::spawn(move || run(args));
-        let delay = Duration::from_millis((round * 97 + 13) % 300);
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let delay = Duration::from_millis((seed >> 33) % 301);
         std::thread::sleep(delay);
         server.kill();
         let deployed = deploy.join().unwrap();

@@ -49,9 +49,9 @@ pub struct Metrics {
     /// Requests by function, version and status.
     pub requests: Family<RequestLabels, Counter>,
     /// Request latency by function and version.
-    pub latency: Family<FunctionLabels, Histogram>,
+    pub latency: Family<FunctionLabels, Histogram, fn() -> Histogram>,
     /// Time to instantiate a guest for a request.
-    pub instantiation: Family<FunctionLabels, Histogram>,
+    pub instantiation: Family<FunctionLabels, Histogram, fn() -> Histogram>,
     /// Guest traps.
     pub traps: Family<FunctionLabels, Counter>,
     /// Requests stopped at their deadline.
@@ -68,29 +68,26 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        let requests = Family::default();
+        let latency = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let instantiation = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let traps = Family::default();
+        let timeouts = Family::default();
+        let denials = Family::default();
+        let shed = Counter::default();
+        let in_flight = Gauge::default();
+        let functions = Gauge::default();
         let mut registry = Registry::with_prefix("wasmzip");
-        let m = Metrics {
-            requests: Family::default(),
-            latency: Family::new_with_constructor(latency_histogram),
-            instantiation: Family::new_with_constructor(latency_histogram),
-            traps: Family::default(),
-            timeouts: Family::default(),
-            denials: Family::default(),
-            shed: Counter::default(),
-            in_flight: Gauge::default(),
-            functions: Gauge::default(),
-            registry: Registry::default(),
-        };
-        registry.register("requests", "Requests handled, by function, version and status", m.requests.clone());
-        registry.register("request_duration_seconds", "Request latency, from routing to response headers", m.latency.clone());
-        registry.register("instantiation_duration_seconds", "Time to instantiate a fresh guest for a request", m.instantiation.clone());
-        registry.register("traps", "Guest traps", m.traps.clone());
-        registry.register("timeouts", "Requests stopped at their deadline", m.timeouts.clone());
-        registry.register("denials", "Denials the host decided", m.denials.clone());
-        registry.register("shed", "Requests refused with 503 because the server was at capacity", m.shed.clone());
-        registry.register("requests_in_flight", "Requests being handled now", m.in_flight.clone());
-        registry.register("functions_deployed", "Functions deployed now", m.functions.clone());
-        Metrics { registry, ..m }
+        registry.register("requests", "Requests handled, by function, version and status", requests.clone());
+        registry.register("request_duration_seconds", "Request latency, from routing to response headers", latency.clone());
+        registry.register("instantiation_duration_seconds", "Time to instantiate a fresh guest for a request", instantiation.clone());
+        registry.register("traps", "Guest traps", traps.clone());
+        registry.register("timeouts", "Requests stopped at their deadline", timeouts.clone());
+        registry.register("denials", "Denials the host decided", denials.clone());
+        registry.register("shed", "Requests refused with 503 because the server was at capacity", shed.clone());
+        registry.register("requests_in_flight", "Requests being handled now", in_flight.clone());
+        registry.register("functions_deployed", "Functions deployed now", functions.clone());
+        Metrics { registry, requests, latency, instantiation, traps, timeouts, denials, shed, in_flight, functions }
     }
 }
 
