@@ -93,6 +93,11 @@ fn the_admin_api_needs_a_configured_token_and_the_right_one() {
     let r = server.admin_request("GET", "/v1/functions", &[("authorization", &bearer(ADMIN_TOKEN))], b"");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["functions"], serde_json::json!([]));
+    // Malformed deploy queries are refused before anything is read.
+    for query in ["?bogus=1", "?grant=not-a-capability"] {
+        let r = server.admin_request("POST", &format!("/v1/functions{query}"), &[("authorization", &bearer(ADMIN_TOKEN))], &bytes);
+        assert_eq!(r.status, 400, "{query}: {}", r.text());
+    }
 
     // The client command with a wrong token file fails and says why.
     std::fs::write(ws.path("wrong.token"), "not-the-admin-token\n").unwrap();
@@ -174,6 +179,26 @@ fn a_second_function_claiming_a_taken_route_is_409_and_changes_nothing() {
     assert_eq!(server.get("/second").status, 404, "no part of the refused function serves");
     assert!(function(&server, "second").is_none());
     assert_eq!(std::fs::read(ws.path("data/deployments.json")).unwrap(), state_before, "the record is unchanged");
+
+    // A new version of the same function may move its routes; another function then takes the freed
+    // one, and rolling the first back onto it is a conflict that changes nothing.
+    let first_v2 = ws.http("first", "hello_http").version("2.0.0").routes(&["/first"]).build();
+    server.deploy(&first_v2).expect_code(0);
+    let third = ws.http("third", "echo").routes(&["/shared"]).build();
+    server.deploy(&third).expect_code(0);
+    assert_eq!(server.get("/shared").json()["headers"]["x-wasmzip-route-prefix"], "/shared");
+    let r = server.cli(&["rollback", "first"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("409") && r.stderr.contains("/shared"), "{}", r.stderr);
+    assert_eq!(server.get("/shared").json()["headers"]["x-wasmzip-route-prefix"], "/shared", "third still serves");
+    assert_eq!(server.get("/first").text(), HELLO);
+    assert_eq!(versions(&function(&server, "first").unwrap()), ["1.0.0", "2.0.0"]);
+    // A version of an existing function claiming another's route is refused too.
+    let first_v3 = ws.http("first", "hello_http").version("3.0.0").routes(&["/first", "/shared"]).build();
+    let r = server.deploy(&first_v3);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("409"), "{}", r.stderr);
+    assert_eq!(function(&server, "first").unwrap()["active"]["version"], "2.0.0");
 }
 
 #[test]
@@ -214,12 +239,15 @@ fn untrusted_unsigned_and_tampered_packages_are_refused_and_change_nothing() {
     // Not a package at all.
     let garbage = ws.path("garbage.wasmzip");
     std::fs::write(&garbage, b"this is not a wasmzip package").unwrap();
+    // A trusted package with no `http` component.
+    let cli = ws.package("app", "hello", &[], "", &[], true);
 
     for (what, pkg, fragment) in [
         ("untrusted", &untrusted, "422"),
         ("unsigned", &unsigned, "422"),
         ("tampered", &tampered, "SHA-256 differs"),
         ("garbage", &garbage, "422"),
+        ("cli", &cli, "no single `http` component"),
     ] {
         let r = server.deploy(&pkg);
         assert_ne!(r.code, 0, "{what} was deployed: {}", r.stdout);
@@ -342,9 +370,22 @@ fn sigterm_does_not_wait_past_the_grace_period() {
 fn killing_the_server_during_deploys_always_leaves_one_whole_version() {
     let ws = Workspace::new();
     let data = ws.path("data");
+    // A few MiB of incompressible resources make each deploy take long enough (upload, hashing,
+    // extraction, syncing) for the kills to land inside it.
+    let ballast = |seed: u64| {
+        let mut x = seed;
+        (0..6 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect::<Vec<u8>>()
+    };
     let packages: [(PathBuf, &str); 2] = [
-        (ws.http("crashy", "hello_http").version("1.0.0").build(), "1.0.0"),
-        (ws.http("crashy", "echo").version("2.0.0").build(), "2.0.0"),
+        (ws.http("crashy", "hello_http").version("1.0.0").resource("ballast.bin", ballast(1)).build(), "1.0.0"),
+        (ws.http("crashy", "echo").version("2.0.0").resource("ballast.bin", ballast(2)).build(), "2.0.0"),
     ];
     // Compile both versions into the shared cache first, so that deploys in the loop are quick and
     // the kills land at every stage of one, not only while compiling.
@@ -366,7 +407,8 @@ fn killing_the_server_during_deploys_always_leaves_one_whole_version() {
         ];
         let deploy = std::thread::spawn(move || run(args));
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let delay = Duration::from_millis((seed >> 33) % 301);
+        // Half the rounds kill early (0-120 ms, mostly inside the deploy), half anywhere up to 300 ms.
+        let delay = Duration::from_millis((seed >> 33) % if round % 4 < 2 { 121 } else { 301 });
         std::thread::sleep(delay);
         server.kill();
         let deployed = deploy.join().unwrap();
@@ -401,6 +443,11 @@ fn killing_the_server_during_deploys_always_leaves_one_whole_version() {
         eprintln!("round {round}: killed {delay:?} into deploying {version}: deploy exit {}, now serving {now:?}", deployed.code);
         served = now;
         assert!(file_names(&data.join("staging")).is_empty(), "round {round}: abandoned uploads are cleaned at start");
+        assert!(
+            file_names(&data).iter().all(|n| !n.starts_with("deployments.json.tmp")),
+            "round {round}: a half-written record is cleaned at start: {:?}",
+            file_names(&data)
+        );
         let mut referenced: Vec<String> = state
             .iter()
             .flat_map(|s| s["functions"]["crashy"]["versions"].as_array().cloned().unwrap_or_default())
@@ -410,4 +457,146 @@ fn killing_the_server_during_deploys_always_leaves_one_whole_version() {
         referenced.dedup();
         assert_eq!(file_names(&data.join("packages")), referenced, "round {round}: stored packages are exactly the recorded ones");
     }
+}
+
+#[test]
+fn deploy_time_grants_apply_and_persist() {
+    let ws = Workspace::new();
+    let upstream = Upstream::ok("granted");
+    let token = format!("network:outbound:127.0.0.1:{}", upstream.port);
+    let v1 = ws.http("fetch", "fetch").capabilities(&[&token]).build();
+    let v2 = ws.http("fetch", "fetch").version("2.0.0").capabilities(&[&token]).build();
+    let path = format!("/fetch?url={}", query_encode(&upstream.url()));
+    let mut server = ws.serve(NONE);
+
+    server.deploy_with(&v1, &["--grant", &token]).expect_code(0);
+    assert_eq!(server.get(&path).text(), "upstream 200\ngranted");
+    let f = function(&server, "fetch").unwrap();
+    assert_eq!(f["capabilities"], serde_json::json!([token]));
+    assert_eq!(f["active"]["grants"], serde_json::json!([token]));
+
+    server.kill();
+    let server2 = ws.serve(NONE);
+    assert_eq!(server2.get(&path).text(), "upstream 200\ngranted", "the grant was kept with the deployment");
+
+    // A new version deployed without the grant runs without it.
+    server2.deploy(&v2).expect_code(0);
+    let r = server2.get(&path);
+    assert_eq!((r.status, r.text().as_str()), (502, "error HttpRequestDenied"));
+    assert_eq!(function(&server2, "fetch").unwrap()["capabilities"], serde_json::json!([]));
+    // Rolling back brings the granted version back, grant included.
+    server2.cli(&["rollback", "fetch"]).expect_code(0);
+    assert_eq!(server2.get(&path).text(), "upstream 200\ngranted");
+    assert_eq!(upstream.seen().len(), 3);
+}
+
+#[test]
+fn restarting_with_the_same_package_does_not_add_versions() {
+    let ws = Workspace::new();
+    let pkg = ws.http("app", "hello_http").build();
+    for _ in 0..2 {
+        let server = ws.serve(&[&pkg]);
+        assert_eq!(server.get("/app").text(), HELLO);
+        assert_eq!(versions(&function(&server, "app").unwrap()), ["1.0.0"]);
+    }
+    // Other grants make it a new deployment.
+    let server = ws.serve(&[pkg.as_os_str(), "--grant".as_ref(), "env:HOME".as_ref()]);
+    let f = function(&server, "app").unwrap();
+    assert_eq!(versions(&f), ["1.0.0", "1.0.0"]);
+    assert_eq!(f["active"]["grants"], serde_json::json!(["env:HOME"]));
+}
+
+#[test]
+fn concurrent_deploys_of_different_functions_all_land() {
+    let ws = Workspace::new();
+    let packages: Vec<PathBuf> = (0..4).map(|i| ws.http(&format!("f{i}"), "hello_http").build()).collect();
+    let server = ws.serve(NONE);
+    let url = format!("http://{}", server.admin_addr());
+    let token = ws.token_file();
+    let handles: Vec<_> = packages
+        .iter()
+        .map(|p| {
+            let args: Vec<std::ffi::OsString> =
+                vec!["deploy".into(), p.into(), "--server".into(), url.clone().into(), "--token-file".into(), token.clone().into()];
+            std::thread::spawn(move || run(args))
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap().expect_code(0);
+    }
+    for i in 0..4 {
+        assert_eq!(server.get(&format!("/f{i}")).text(), HELLO, "f{i}");
+    }
+    let listed = functions(&server);
+    assert_eq!(listed["functions"].as_array().unwrap().len(), 4, "{listed}");
+    let sequences: std::collections::BTreeSet<u64> =
+        listed["functions"].as_array().unwrap().iter().map(|f| f["active"]["sequence"].as_u64().unwrap()).collect();
+    assert_eq!(sequences, (1..=4).collect(), "each deploy got its own sequence number");
+    assert!(server.metrics().contains("wasmzip_functions_deployed 4"));
+}
+
+#[test]
+fn five_versions_are_kept_for_rollback() {
+    let ws = Workspace::new();
+    let server = ws.serve(NONE);
+    for minor in 1..=7 {
+        let pkg = ws.http("app", "hello_http").version(&format!("1.{minor}.0")).build();
+        server.deploy(&pkg).expect_code(0).stdout_has(&[&format!("deployed app 1.{minor}.0")]);
+    }
+    let f = function(&server, "app").unwrap();
+    assert_eq!(versions(&f), ["1.3.0", "1.4.0", "1.5.0", "1.6.0", "1.7.0"]);
+    for back_to in ["1.6.0", "1.5.0", "1.4.0", "1.3.0"] {
+        server.cli(&["rollback", "app"]).expect_code(0).stdout_has(&[&format!("now serves version {back_to}")]);
+    }
+    let r = server.cli(&["rollback", "app"]);
+    assert_ne!(r.code, 0, "the oldest kept version has nothing before it");
+    assert_eq!(server.get("/app").text(), HELLO);
+}
+
+#[test]
+fn stored_packages_do_not_outgrow_the_kept_versions() {
+    let ws = Workspace::new();
+    let server = ws.serve(NONE);
+    for minor in 1..=8 {
+        let pkg = ws.http("app", "hello_http").version(&format!("1.{minor}.0")).build();
+        server.deploy(&pkg).expect_code(0);
+    }
+    let stored = file_names(&ws.path("data/packages"));
+    assert_eq!(stored.len(), 5, "{stored:?}");
+}
+
+#[test]
+fn a_remove_does_not_break_a_deploy_being_uploaded() {
+    use std::io::{Read, Write};
+    let ws = Workspace::new();
+    let other = ws.http("other", "hello_http").build();
+    let app = ws.http("app", "hello_http").build();
+    let server = ws.serve(NONE);
+    server.deploy(&other).expect_code(0);
+
+    // Upload half of app's package and hold the rest back.
+    let bytes = std::fs::read(&app).unwrap();
+    let mut stream = std::net::TcpStream::connect(server.admin_addr()).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let head = format!(
+        "POST /v1/functions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        bytes.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let half = bytes.len() / 2;
+    stream.write_all(&bytes[..half]).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || !file_names(&ws.path("data/staging")).is_empty()),
+        "the upload never reached staging/"
+    );
+
+    // Meanwhile another function is removed.
+    server.cli(&["remove", "other"]).expect_code(0);
+
+    stream.write_all(&bytes[half..]).unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let answer = String::from_utf8_lossy(&raw);
+    assert!(answer.starts_with("HTTP/1.1 201"), "the deploy failed: {answer}");
+    assert_eq!(server.get("/app").text(), HELLO);
 }

@@ -187,9 +187,16 @@ pub struct HttpPackage<'a> {
     capabilities: Vec<String>,
     limits: String,
     signed: bool,
+    resources: Vec<(String, Vec<u8>)>,
 }
 
 impl<'a> HttpPackage<'a> {
+    /// Ships a resource file (visible to the guest under `/pkg`).
+    pub fn resource(mut self, name: &str, bytes: Vec<u8>) -> Self {
+        self.resources.push((name.to_string(), bytes));
+        self
+    }
+
     /// Package version (default `1.0.0`).
     pub fn version(mut self, version: &str) -> Self {
         self.version = version.to_string();
@@ -227,10 +234,15 @@ impl<'a> HttpPackage<'a> {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(guest(&self.guest), dir.join("component.wasm")).unwrap();
         let quoted = |items: &[String]| items.iter().map(|i| format!("{i:?}")).collect::<Vec<_>>().join(", ");
+        for (name, bytes) in &self.resources {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+        let resources: Vec<String> = self.resources.iter().map(|(n, _)| n.clone()).collect();
         let mut toml = format!(
-            "[package]\nname = \"{}\"\nversion = \"{}\"\n\n[components.{}]\nfile = \"component.wasm\"\nworld = \"http\"\ncapabilities = [{}]\n",
+            "[package]\nname = \"{}\"\nversion = \"{}\"\nresources = [{}]\n\n[components.{}]\nfile = \"component.wasm\"\nworld = \"http\"\ncapabilities = [{}]\n",
             self.name,
             self.version,
+            quoted(&resources),
             self.name,
             quoted(&self.capabilities)
         );
@@ -265,6 +277,7 @@ impl Workspace {
             capabilities: Vec::new(),
             limits: String::new(),
             signed: true,
+            resources: Vec::new(),
         }
     }
 
@@ -695,9 +708,14 @@ impl Upstream {
 
     /// Answers every request with `status`, `headers` and `body`.
     pub fn start(status: u16, headers: &[(&str, &str)], body: &str, max_connections: usize) -> Upstream {
+        Upstream::start_on("127.0.0.1:0", status, headers, body, max_connections)
+    }
+
+    /// [`Upstream::start`] on another address, e.g. `[::1]:0`.
+    pub fn start_on(bind: &str, status: u16, headers: &[(&str, &str)], body: &str, max_connections: usize) -> Upstream {
         use std::io::{Read, Write};
         use std::sync::atomic::Ordering;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+        let listener = std::net::TcpListener::bind(bind).expect("bind upstream");
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

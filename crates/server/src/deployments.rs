@@ -169,6 +169,7 @@ impl Deployments {
         let linker = crate::function::linker(runtime.engine()).map_err(|e| RuntimeError::Link(e.to_string()))?;
         let state = store.load()?;
         store.collect_garbage(&state)?;
+        store.clear_staging()?;
         let me = Deployments {
             runtime,
             linker,
@@ -265,6 +266,10 @@ impl Deployments {
         self.store.commit(&next)?;
         *state = next;
         self.swap(live);
+        // Versions beyond the kept five are gone from the record; so are their packages.
+        if let Err(e) = self.store.collect_garbage(&state) {
+            tracing::warn!("cannot remove packages no version refers to: {e}");
+        }
         tracing::info!(function = %name, "deployed");
         Ok(self.info(&state, &name).expect("just deployed"))
     }

@@ -55,7 +55,7 @@ impl tower_service::Service<Name> for PinnedResolver {
     }
 
     fn call(&mut self, name: Name) -> Self::Future {
-        let host = name.as_str().to_ascii_lowercase();
+        let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
         let pinned = {
             let pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
             pins.get(&host).filter(|(_, at)| at.elapsed() < PIN_TTL).map(|(ips, _)| ips.clone())
@@ -234,7 +234,8 @@ impl WasiHttpHooks for OutboundHooks {
     ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), HttpError>> + Send>
     {
         let uri = request.uri().clone();
-        let host = uri.host().unwrap_or_default().to_string();
+        // `Uri::host` keeps an IPv6 address's brackets; the checks and messages add their own.
+        let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
         let port = uri.port_u16().unwrap_or(if uri.scheme() == Some(&http::uri::Scheme::HTTPS) { 443 } else { 80 });
         let over_limit = self.remaining == 0;
         self.remaining = self.remaining.saturating_sub(1);

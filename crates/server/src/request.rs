@@ -238,7 +238,16 @@ async fn serve(
             if let Ok(v) = HeaderValue::from_str(id) {
                 parts.headers.insert(REQUEST_ID_HEADER, v);
             }
-            let body = CappedBody { inner: body.map_err(|e| BoxError::from(format!("{e:?}"))).boxed_unsync(), remaining: limits.response_body };
+            // The guest goes on writing the body after the head is sent; what becomes of it is
+            // reported when its task ends.
+            tokio::spawn(report_after_head(guest, shared.clone(), labels, id.to_string(), limits.memory_bytes));
+            let body = CappedBody {
+                inner: body.map_err(|e| BoxError::from(format!("{e:?}"))).boxed_unsync(),
+                remaining: limits.response_body,
+                limit: limits.response_body,
+                function: function.name.clone(),
+                request_id: Arc::from(id),
+            };
             Response::from_parts(parts, body.boxed_unsync())
         }
         Ok(Ok(Err(code))) => {
@@ -272,10 +281,32 @@ async fn serve(
     }
 }
 
-/// A response body that fails once it has carried more than its limit.
+type GuestOutcome = Option<(wasmtime::Result<()>, bool)>;
+
+/// Logs and counts a trap or timeout that happens after the response head was sent.
+async fn report_after_head(guest: tokio::task::JoinHandle<GuestOutcome>, shared: Arc<ServerShared>, labels: FunctionLabels, id: String, memory: u64) {
+    match guest.await {
+        Ok(Some((Err(e), memory_refused))) => {
+            shared.metrics.traps.get_or_create(&labels).inc();
+            let cause = if memory_refused { format!("memory limit of {memory} bytes exceeded: {}", e.root_cause()) } else { e.root_cause().to_string() };
+            tracing::warn!(function = %labels.function, version = %labels.version, request_id = %id, "the function trapped while sending its response body: {cause}");
+        }
+        Ok(None) => {
+            shared.metrics.timeouts.get_or_create(&labels).inc();
+            tracing::warn!(function = %labels.function, version = %labels.version, request_id = %id, "the function exceeded its time limit while sending its response body");
+        }
+        Ok(Some((Ok(()), _))) => {}
+        Err(e) => tracing::error!(function = %labels.function, request_id = %id, "the guest task failed: {e}"),
+    }
+}
+
+/// A response body that fails once it has carried more than its limit, and says so in the log.
 struct CappedBody {
     inner: ResponseBody,
     remaining: u64,
+    limit: u64,
+    function: Arc<str>,
+    request_id: Arc<str>,
 }
 
 impl Body for CappedBody {
@@ -288,6 +319,8 @@ impl Body for CappedBody {
                 if let Some(data) = frame.data_ref() {
                     let n = data.len() as u64;
                     if n > self.remaining {
+                        tracing::warn!(function = %self.function, request_id = %self.request_id, "response body cut off at its limit of {} bytes", self.limit);
+                        self.remaining = 0;
                         return Poll::Ready(Some(Err("the response body exceeds its limit".into())));
                     }
                     self.remaining -= n;

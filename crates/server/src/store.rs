@@ -114,8 +114,10 @@ pub trait DeploymentStore: Send + Sync {
     fn staging_path(&self) -> Result<PathBuf, StoreError>;
     /// Replaces the deployment record atomically.
     fn commit(&self, state: &DeploymentState) -> Result<(), StoreError>;
-    /// Removes stored packages no kept version refers to, and abandoned staging files.
+    /// Removes stored packages no kept version refers to, and leftover temporary records.
     fn collect_garbage(&self, state: &DeploymentState) -> Result<(), StoreError>;
+    /// Removes abandoned uploads; only safe while no upload is in progress (at start).
+    fn clear_staging(&self) -> Result<(), StoreError>;
 }
 
 /// A data directory: `packages/DIGEST.wasmzip`, `staging/`, and `deployments.json`.
@@ -223,14 +225,18 @@ impl DeploymentStore for LocalStore {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
-        let staging = self.dir.join("staging");
-        for entry in std::fs::read_dir(&staging).map_err(io("list", &staging))?.flatten() {
-            let _ = std::fs::remove_file(entry.path());
-        }
         for entry in std::fs::read_dir(&self.dir).map_err(io("list", &self.dir))?.flatten() {
             if entry.file_name().to_string_lossy().starts_with("deployments.json.tmp-") {
                 let _ = std::fs::remove_file(entry.path());
             }
+        }
+        Ok(())
+    }
+
+    fn clear_staging(&self) -> Result<(), StoreError> {
+        let staging = self.dir.join("staging");
+        for entry in std::fs::read_dir(&staging).map_err(io("list", &staging))?.flatten() {
+            let _ = std::fs::remove_file(entry.path());
         }
         Ok(())
     }
@@ -274,6 +280,8 @@ mod tests {
         assert_eq!(store.load().unwrap(), state);
         store.collect_garbage(&state).unwrap();
         assert!(stored.exists());
+        assert!(orphan.exists(), "uploads in progress survive garbage collection");
+        store.clear_staging().unwrap();
         assert!(!orphan.exists());
         assert!(!store.package_path(&version(9).digest).exists());
     }
