@@ -4,13 +4,19 @@
 #
 # Usage: bash bench/serve.sh
 #
+# Sections a. and b. run ROUNDS rounds with the servers interleaved (drift on the shared machine hits
+# them alike); their figures are medians over the rounds, and every ratio is between medians of the
+# same run.
+#
 # What it does:
 #   a. json-transform: POSTs a ~100 KB JSON array to `wasmzip serve` (json-transform package),
 #      `node bench/servers/json-transform.js` and `wasmtime serve` (the same json_transform.wasm),
 #      after checking that the three answer byte-identical bodies. Per server: a warm-up, then p50/p99
-#      latency at 1 connection and requests/s at 16 connections (wrk).
+#      latency at 1 connection and requests/s at 16 connections (wrk), plus the server's CPU time and
+#      minor page faults per request over the 16-connection run (/proc/PID/stat, all threads).
 #   b. hello-http: `wasmzip serve` (hello-http package) against bench/servers/native-hello, requests/s
-#      at 16 connections; then the mean instantiation time per request from wasmzip's /metrics.
+#      at 16 connections; then the mean instantiation time per request from wasmzip's /metrics. For
+#      reference (no goal), the same hello_http.wasm under `wasmtime serve`.
 #   c. Deploy latency: time from `wasmzip deploy` returning to the first 200 from the new function's
 #      route (curl in a tight loop); median of DEPLOY_REPS deploys of differently named functions.
 #   d. Idle RSS: VmRSS of a fresh `wasmzip serve` with 0 functions, then with RSS_FUNCS small functions
@@ -30,6 +36,7 @@
 #   BODY_KB        size of the JSON request body, KiB             (default 100)
 #   DEPLOY_REPS    deploys timed for deploy latency               (default 5)
 #   RSS_FUNCS      functions deployed for the idle-RSS figure     (default 100)
+#   ROUNDS         rounds of a. and b.; figures are medians        (default 3)
 #   BUILD          1 = build wasmzip, guests, native-hello first  (default 1)
 #   INSTALL        1 = install wrk / wasmtime-cli when missing    (default 1)
 #   BENCH_TMPDIR   where the temporary directory is created       (default $TMPDIR or /tmp)
@@ -43,6 +50,7 @@ THREADS=${THREADS:-2}
 BODY_KB=${BODY_KB:-100}
 DEPLOY_REPS=${DEPLOY_REPS:-5}
 RSS_FUNCS=${RSS_FUNCS:-100}
+ROUNDS=${ROUNDS:-3}
 BUILD=${BUILD:-1}
 INSTALL=${INSTALL:-1}
 WASMTIME_VERSION=48.0.8
@@ -379,76 +387,160 @@ wasmzip_status_report() {
 }
 
 # ----------------------------------------------------------------------------------------------------
-# a. json-transform: wasmzip serve, Node.js, wasmtime serve.
+# Samples per server, one per round; figures are medians over the rounds.
 
-echo
-echo "== a. json-transform: POST ${BODY_BYTES}-byte JSON array ($BODY_RECORDS records), one server at a time =="
+declare -A SAMP   # SAMP[key.field] = "v1 v2 ..."
+record() {        # record KEY: appends the figures `measure` just set
+    local k=$1
+    SAMP[$k.p50]+="$M_P50 " SAMP[$k.p99]+="$M_P99 " SAMP[$k.rps]+="$M_RPS "
+    SAMP[$k.p50l]+="$M_P50_LOADED " SAMP[$k.p99l]+="$M_P99_LOADED "
+    SAMP[$k.cpu]+="$M_CPU_US " SAMP[$k.flt]+="$M_FLT "
+}
+med() { median ${SAMP[$1.$2]}; }                                  # med KEY FIELD
+rps_samples() { local v out=""; for v in ${SAMP[$1.rps]}; do out+="$(calc "$v" %.0f) "; done; printf '%s' "${out% }"; }
 
-# wasmzip serve
-start_wasmzip json "$TMP/json-transform.wasmzip"
-PID=$SERVER_PID
-URL="http://127.0.0.1:$PORT/"
-code=$(fetch_json "$URL" "$TMP/out-wasmzip.json")
-[[ $code == 200 ]] || { cat "$TMP/out-wasmzip.json" >&2; die "wasmzip serve answered $code to the body"; }
-log "wasmzip serve output: $(stat -c %s "$TMP/out-wasmzip.json") bytes, $(head -c 60 "$TMP/out-wasmzip.json")..."
-measure "wasmzip serve json-transform" "$URL" -s "$TMP/post.lua"
-WZ_P50=$M_P50 WZ_P99=$M_P99 WZ_RPS=$M_RPS WZ_P50L=$M_P50_LOADED WZ_P99L=$M_P99_LOADED WZ_CPU=$M_CPU_US WZ_FLT=$M_FLT
-wasmzip_status_report
-JSON_INST_SUM=$(metrics_sum wasmzip_instantiation_duration_seconds_sum)
-JSON_INST_CNT=$(metrics_sum wasmzip_instantiation_duration_seconds_count)
-JSON_REQ_SUM=$(metrics_sum wasmzip_request_duration_seconds_sum)
-JSON_REQ_CNT=$(metrics_sum wasmzip_request_duration_seconds_count)
-stop "$PID"
-
-# Node.js
-PORT=$(free_port)
-start "node json-transform.js" "$TMP/node.log" env PORT="$PORT" node "$NODE_SERVER"
-PID=$SERVER_PID
-URL="http://127.0.0.1:$PORT/"
-wait_http "$URL" "$PID" "$TMP/node.log" 60 || die "node did not start"
-code=$(fetch_json "$URL" "$TMP/out-node.json")
-[[ $code == 200 ]] || { cat "$TMP/out-node.json" >&2; die "node answered $code to the body"; }
-compare "wasmzip serve" "$TMP/out-wasmzip.json" "node" "$TMP/out-node.json"
-measure "node json-transform.js" "$URL" -s "$TMP/post.lua"
-N_P50=$M_P50 N_P99=$M_P99 N_RPS=$M_RPS N_P50L=$M_P50_LOADED N_P99L=$M_P99_LOADED N_CPU=$M_CPU_US N_FLT=$M_FLT
-stop "$PID"
-
-# wasmtime serve
-WT_OK=0
-if ((HAVE_WASMTIME)); then
+# One server, one round: start, check its output, measure, stop. Each sets *_OK=0 when it cannot run.
+json_wasmzip() {
+    start_wasmzip "json-$ROUND" "$TMP/json-transform.wasmzip"
+    PID=$SERVER_PID
+    local url="http://127.0.0.1:$PORT/" code
+    code=$(fetch_json "$url" "$TMP/out-wasmzip-$ROUND.json")
+    [[ $code == 200 ]] || { cat "$TMP/out-wasmzip-$ROUND.json" >&2; die "wasmzip serve answered $code to the body"; }
+    if ((ROUND == 1)); then
+        cp "$TMP/out-wasmzip-1.json" "$TMP/out-wasmzip.json"
+        log "wasmzip serve output: $(stat -c %s "$TMP/out-wasmzip.json") bytes, $(head -c 60 "$TMP/out-wasmzip.json")..."
+    else
+        compare "wasmzip serve (round 1)" "$TMP/out-wasmzip.json" "wasmzip serve (round $ROUND)" "$TMP/out-wasmzip-$ROUND.json"
+    fi
+    measure "wasmzip serve json-transform (round $ROUND)" "$url" -s "$TMP/post.lua"
+    record wz
+    wasmzip_status_report
+    JSON_INST_SUM=$(calc "$JSON_INST_SUM + $(metrics_sum wasmzip_instantiation_duration_seconds_sum)" %.9g)
+    JSON_INST_CNT=$(calc "$JSON_INST_CNT + $(metrics_sum wasmzip_instantiation_duration_seconds_count)" %.0f)
+    JSON_REQ_SUM=$(calc "$JSON_REQ_SUM + $(metrics_sum wasmzip_request_duration_seconds_sum)" %.9g)
+    JSON_REQ_CNT=$(calc "$JSON_REQ_CNT + $(metrics_sum wasmzip_request_duration_seconds_count)" %.0f)
+    stop "$PID"
+}
+json_node() {
+    PORT=$(free_port)
+    start "node json-transform.js" "$TMP/node.log" env PORT="$PORT" node "$NODE_SERVER"
+    PID=$SERVER_PID
+    local url="http://127.0.0.1:$PORT/" code
+    wait_http "$url" "$PID" "$TMP/node.log" 60 || die "node did not start"
+    code=$(fetch_json "$url" "$TMP/out-node.json")
+    [[ $code == 200 ]] || { cat "$TMP/out-node.json" >&2; die "node answered $code to the body"; }
+    compare "wasmzip serve" "$TMP/out-wasmzip.json" "node" "$TMP/out-node.json"
+    measure "node json-transform.js (round $ROUND)" "$url" -s "$TMP/post.lua"
+    record node
+    stop "$PID"
+}
+WT_OK=$HAVE_WASMTIME
+json_wasmtime() {
+    ((WT_OK)) || return 0
     PORT=$(free_port)
     start "wasmtime serve" "$TMP/wasmtime.log" wasmtime serve -S cli=y --addr "127.0.0.1:$PORT" "$GUESTS/json_transform.wasm"
     PID=$SERVER_PID
-    URL="http://127.0.0.1:$PORT/"
-    if wait_http "$URL" "$PID" "$TMP/wasmtime.log" 300; then
-        code=$(fetch_json "$URL" "$TMP/out-wasmtime.json")
-        if [[ $code == 200 ]]; then
-            compare "wasmzip serve" "$TMP/out-wasmzip.json" "wasmtime serve" "$TMP/out-wasmtime.json"
-            measure "wasmtime serve json-transform" "$URL" -s "$TMP/post.lua"
-            WT_P50=$M_P50 WT_P99=$M_P99 WT_RPS=$M_RPS WT_P50L=$M_P50_LOADED WT_P99L=$M_P99_LOADED WT_CPU=$M_CPU_US WT_FLT=$M_FLT
-            WT_OK=1
-        else
-            log "wasmtime serve answered $code: $(head -c 300 "$TMP/out-wasmtime.json")"
-            PROBLEMS+=("wasmtime serve answered $code to the body; not measured")
-        fi
-    else
+    local url="http://127.0.0.1:$PORT/" code
+    if ! wait_http "$url" "$PID" "$TMP/wasmtime.log" 300; then
         PROBLEMS+=("wasmtime serve did not start; not measured")
+        WT_OK=0
+        stop "$PID"
+        return 0
     fi
+    code=$(fetch_json "$url" "$TMP/out-wasmtime.json")
+    if [[ $code != 200 ]]; then
+        log "wasmtime serve answered $code: $(head -c 300 "$TMP/out-wasmtime.json")"
+        PROBLEMS+=("wasmtime serve answered $code to the body; not measured")
+        WT_OK=0
+        stop "$PID"
+        return 0
+    fi
+    compare "wasmzip serve" "$TMP/out-wasmzip.json" "wasmtime serve" "$TMP/out-wasmtime.json"
+    measure "wasmtime serve json-transform (round $ROUND)" "$url" -s "$TMP/post.lua"
+    record wt
     stop "$PID"
-else
-    PROBLEMS+=("wasmtime $WASMTIME_VERSION unavailable; \`wasmtime serve\` not measured")
+}
+
+hello_wasmzip() {
+    start_wasmzip "hello-$ROUND" "$TMP/hello-http.wasmzip"
+    PID=$SERVER_PID
+    local url="http://127.0.0.1:$PORT/" code
+    code=$(curl -s -o "$TMP/out-hello-wasmzip.txt" -w '%{http_code}' --max-time 10 "$url")
+    [[ $code == 200 ]] || { cat "$TMP/out-hello-wasmzip.txt" >&2; die "wasmzip serve (hello) answered $code"; }
+    measure "wasmzip serve hello-http (round $ROUND)" "$url"
+    record wzh
+    wasmzip_status_report
+    # The instantiation figure is read after each hello-http run (its server holds only hello-http).
+    INST_SUM=$(calc "$INST_SUM + $(metrics_sum wasmzip_instantiation_duration_seconds_sum)" %.9g)
+    INST_CNT=$(calc "$INST_CNT + $(metrics_sum wasmzip_instantiation_duration_seconds_count)" %.0f)
+    REQ_CNT=$(calc "$REQ_CNT + $(metrics_sum wasmzip_requests_total)" %.0f)
+    stop "$PID"
+}
+hello_native() {
+    PORT=$(free_port)
+    start "native-hello" "$TMP/native.log" env PORT="$PORT" "$NATIVE_HELLO"
+    PID=$SERVER_PID
+    local url="http://127.0.0.1:$PORT/"
+    wait_http "$url" "$PID" "$TMP/native.log" 60 || die "native-hello did not start"
+    curl -s -o "$TMP/out-hello-native.txt" --max-time 10 "$url"
+    compare "wasmzip serve hello-http" "$TMP/out-hello-wasmzip.txt" "native-hello" "$TMP/out-hello-native.txt"
+    measure "native-hello (round $ROUND)" "$url"
+    record nh
+    stop "$PID"
+}
+# Reference (no goal): the same hello_http.wasm under `wasmtime serve`, which also instantiates per request.
+WTH_OK=$HAVE_WASMTIME
+hello_wasmtime() {
+    ((WTH_OK)) || return 0
+    PORT=$(free_port)
+    start "wasmtime serve (hello-http)" "$TMP/wasmtime-hello.log" wasmtime serve -S cli=y --addr "127.0.0.1:$PORT" "$GUESTS/hello_http.wasm"
+    PID=$SERVER_PID
+    local url="http://127.0.0.1:$PORT/"
+    if ! wait_http "$url" "$PID" "$TMP/wasmtime-hello.log" 300; then
+        PROBLEMS+=("wasmtime serve (hello-http) did not start; not measured")
+        WTH_OK=0
+        stop "$PID"
+        return 0
+    fi
+    curl -s -o "$TMP/out-hello-wasmtime.txt" --max-time 10 "$url"
+    compare "wasmzip serve hello-http" "$TMP/out-hello-wasmzip.txt" "wasmtime serve hello-http" "$TMP/out-hello-wasmtime.txt"
+    measure "wasmtime serve hello-http (round $ROUND)" "$url"
+    record wth
+    stop "$PID"
+}
+
+# ----------------------------------------------------------------------------------------------------
+# a. json-transform: wasmzip serve, Node.js, wasmtime serve; ROUNDS rounds, servers interleaved.
+
+echo
+echo "== a. json-transform: POST ${BODY_BYTES}-byte JSON array ($BODY_RECORDS records), one server at a time, median of $ROUNDS rounds =="
+JSON_INST_SUM=0 JSON_INST_CNT=0 JSON_REQ_SUM=0 JSON_REQ_CNT=0
+((HAVE_WASMTIME)) || PROBLEMS+=("wasmtime $WASMTIME_VERSION unavailable; \`wasmtime serve\` not measured")
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+    json_wasmzip
+    json_node
+    json_wasmtime
+done
+WZ_P50=$(med wz p50) WZ_P99=$(med wz p99) WZ_RPS=$(med wz rps) WZ_CPU=$(med wz cpu) WZ_FLT=$(med wz flt)
+N_P50=$(med node p50) N_P99=$(med node p99) N_RPS=$(med node rps) N_CPU=$(med node cpu) N_FLT=$(med node flt)
+if ((WT_OK)); then
+    WT_P50=$(med wt p50) WT_P99=$(med wt p99) WT_RPS=$(med wt rps) WT_CPU=$(med wt cpu) WT_FLT=$(med wt flt)
 fi
 
-FMT='%-32s %9s %9s %11s %13s %13s %11s %11s\n'
+FMT='%-28s %8s %8s %10s %11s %11s %10s %10s  %s\n'
 echo
-echo "(p50/p99 at 1 connection; the rest at $CONNS connections; CPU and faults are the server's, per request)"
-printf "$FMT" "server" "p50 ms" "p99 ms" "req/s c$CONNS" "p50 ms c$CONNS" "p99 ms c$CONNS" "CPU µs/req" "faults/req"
-printf "$FMT" "wasmzip serve" "$(ms_of "$WZ_P50")" "$(ms_of "$WZ_P99")" "$WZ_RPS" "$(ms_of "$WZ_P50L")" "$(ms_of "$WZ_P99L")" "$WZ_CPU" "$WZ_FLT"
-printf "$FMT" "node json-transform.js" "$(ms_of "$N_P50")" "$(ms_of "$N_P99")" "$N_RPS" "$(ms_of "$N_P50L")" "$(ms_of "$N_P99L")" "$N_CPU" "$N_FLT"
+echo "(medians of $ROUNDS rounds; p50/p99 at 1 connection; the rest at $CONNS connections; CPU and faults: the server's, per request)"
+printf "$FMT" "server" "p50 ms" "p99 ms" "req/s" "p50 ms c$CONNS" "p99 ms c$CONNS" "CPU µs/req" "faults/req" "req/s per round"
+json_line() {   # json_line LABEL KEY
+    printf "$FMT" "$1" "$(ms_of "$(med "$2" p50)")" "$(ms_of "$(med "$2" p99)")" "$(calc "$(med "$2" rps)" %.1f)" \
+        "$(ms_of "$(med "$2" p50l)")" "$(ms_of "$(med "$2" p99l)")" "$(med "$2" cpu)" "$(med "$2" flt)" "$(rps_samples "$2")"
+}
+json_line "wasmzip serve" wz
+json_line "node json-transform.js" node
 if ((WT_OK)); then
-    printf "$FMT" "wasmtime serve $WASMTIME_VERSION" "$(ms_of "$WT_P50")" "$(ms_of "$WT_P99")" "$WT_RPS" "$(ms_of "$WT_P50L")" "$(ms_of "$WT_P99L")" "$WT_CPU" "$WT_FLT"
+    json_line "wasmtime serve $WASMTIME_VERSION" wt
 else
-    printf "$FMT" "wasmtime serve $WASMTIME_VERSION" "n/a" "n/a" "n/a" "n/a" "n/a" "n/a" "n/a"
+    printf "$FMT" "wasmtime serve $WASMTIME_VERSION" "n/a" "n/a" "n/a" "n/a" "n/a" "n/a" "n/a" "unavailable"
 fi
 R_P50=$(calc "$WZ_P50 / $N_P50" %.2f)
 R_P99=$(calc "$WZ_P99 / $N_P99" %.2f)
@@ -468,60 +560,59 @@ if [[ $JSON_REQ_CNT != 0 ]]; then
     # wasmzip_request_duration_seconds runs from routing to the response headers (the guest has parsed
     # and transformed the body by then; the response body still streams after it).
     JSON_REQ_US=$(calc "$JSON_REQ_SUM / $JSON_REQ_CNT * 1e6" %.0f)
-    echo "wasmzip mean request duration, routing -> response headers (json-transform, all runs): $JSON_REQ_US µs"
+    echo "wasmzip mean request duration, routing -> response headers (json-transform, all runs and load levels): $JSON_REQ_US µs"
 fi
 
 row "json-transform p50 latency, 1 connection" "$(ms_of "$WZ_P50") ms" "node $(ms_of "$N_P50") ms" "$R_P50" "≤ 0.4" "$(yesno "$R_P50 <= 0.4")"
 row "json-transform p99 latency, 1 connection" "$(ms_of "$WZ_P99") ms" "node $(ms_of "$N_P99") ms" "$R_P99" "—" "—"
-row "json-transform req/s, $CONNS connections" "$(calc "$WZ_RPS" %.0f)" "node $(calc "$N_RPS" %.0f)" "$R_RPS_N" "≥ 2" "$(yesno "$R_RPS_N >= 2")"
-row "(reference) json-transform server CPU per request, $CONNS connections" "$WZ_CPU µs, $WZ_FLT minor faults" "node $N_CPU µs, $N_FLT faults" "$(calc "$WZ_CPU / $N_CPU" %.2f)" "—" "—"
+row "json-transform req/s, $CONNS connections" "$(calc "$WZ_RPS" %.0f) ($(rps_samples wz))" "node $(calc "$N_RPS" %.0f) ($(rps_samples node))" "$R_RPS_N" "≥ 2" "$(yesno "$R_RPS_N >= 2")"
 if ((WT_OK)); then
-    row "json-transform req/s, $CONNS connections" "$(calc "$WZ_RPS" %.0f)" "wasmtime serve $(calc "$WT_RPS" %.0f)" "$R_RPS_W" "≥ 1.0" "$(yesno "$R_RPS_W >= 1.0")"
-    row "(reference) wasmtime serve json-transform p50 / p99, 1 connection" "$(ms_of "$WT_P50") / $(ms_of "$WT_P99") ms" "—" "wasmzip/wasmtime p50 $(calc "$WZ_P50 / $WT_P50" %.2f)" "—" "—"
-    row "(reference) wasmtime serve json-transform server CPU per request, $CONNS connections" "$WT_CPU µs, $WT_FLT minor faults" "—" "wasmzip/wasmtime $(calc "$WZ_CPU / $WT_CPU" %.2f)" "—" "—"
+    row "json-transform req/s, $CONNS connections" "$(calc "$WZ_RPS" %.0f)" "wasmtime serve $(calc "$WT_RPS" %.0f) ($(rps_samples wt))" "$R_RPS_W" "≥ 1.0" "$(yesno "$R_RPS_W >= 1.0")"
 else
     row "json-transform req/s, $CONNS connections" "$(calc "$WZ_RPS" %.0f)" "wasmtime serve: unavailable" "—" "≥ 1.0" "not measured"
 fi
+row "(reference) json-transform server CPU per request, $CONNS connections" "$WZ_CPU µs, $WZ_FLT minor faults" "node $N_CPU µs, $N_FLT faults" "$(calc "$WZ_CPU / $N_CPU" %.2f)" "—" "—"
+if ((WT_OK)); then
+    row "(reference) json-transform p50 latency, 1 connection, vs wasmtime serve" "$(ms_of "$WZ_P50") ms" "wasmtime serve $(ms_of "$WT_P50") ms" "$(calc "$WZ_P50 / $WT_P50" %.2f)" "—" "—"
+    row "(reference) json-transform server CPU per request, vs wasmtime serve" "$WZ_CPU µs" "wasmtime serve $WT_CPU µs, $WT_FLT faults" "$(calc "$WZ_CPU / $WT_CPU" %.2f)" "—" "—"
+fi
+[[ -n ${JSON_REQ_US:-} ]] && row "(reference) json-transform mean server time, routing → response headers (/metrics, all load levels)" "$JSON_REQ_US µs" "—" "—" "—" "—"
+[[ -n ${JSON_INST_US:-} ]] && row "(reference) mean instantiation per request (json-transform, /metrics)" "$JSON_INST_US µs" "—" "—" "—" "—"
 
 # ----------------------------------------------------------------------------------------------------
-# b. hello-http: wasmzip serve against native hyper; mean instantiation time from /metrics.
+# b. hello-http: wasmzip serve against native hyper (and wasmtime serve, for reference); mean
+#    instantiation time from wasmzip's /metrics.
 
 echo
-echo "== b. hello-http: GET, wasmzip serve vs native hyper (bench/servers/native-hello) =="
+echo "== b. hello-http: GET, wasmzip serve vs native hyper (bench/servers/native-hello), median of $ROUNDS rounds =="
+INST_SUM=0 INST_CNT=0 REQ_CNT=0
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+    hello_wasmzip
+    hello_native
+    hello_wasmtime
+done
+WH_P50=$(med wzh p50) WH_RPS=$(med wzh rps) WH_CPU=$(med wzh cpu) WH_FLT=$(med wzh flt)
+NH_P50=$(med nh p50) NH_RPS=$(med nh rps) NH_CPU=$(med nh cpu) NH_FLT=$(med nh flt)
 
-start_wasmzip hello "$TMP/hello-http.wasmzip"
-PID=$SERVER_PID
-URL="http://127.0.0.1:$PORT/"
-code=$(curl -s -o "$TMP/out-hello-wasmzip.txt" -w '%{http_code}' --max-time 10 "$URL")
-[[ $code == 200 ]] || { cat "$TMP/out-hello-wasmzip.txt" >&2; die "wasmzip serve (hello) answered $code"; }
-measure "wasmzip serve hello-http" "$URL"
-WH_P50=$M_P50 WH_P99=$M_P99 WH_RPS=$M_RPS WH_CPU=$M_CPU_US WH_FLT=$M_FLT
-wasmzip_status_report
-INST_SUM=$(metrics_sum wasmzip_instantiation_duration_seconds_sum)
-INST_CNT=$(metrics_sum wasmzip_instantiation_duration_seconds_count)
-REQ_CNT=$(metrics_sum wasmzip_requests_total)
-stop "$PID"
-
-PORT=$(free_port)
-start "native-hello" "$TMP/native.log" env PORT="$PORT" "$NATIVE_HELLO"
-PID=$SERVER_PID
-URL="http://127.0.0.1:$PORT/"
-wait_http "$URL" "$PID" "$TMP/native.log" 60 || die "native-hello did not start"
-curl -s -o "$TMP/out-hello-native.txt" --max-time 10 "$URL"
-compare "wasmzip serve hello-http" "$TMP/out-hello-wasmzip.txt" "native-hello" "$TMP/out-hello-native.txt"
-measure "native-hello" "$URL"
-NH_P50=$M_P50 NH_P99=$M_P99 NH_RPS=$M_RPS NH_CPU=$M_CPU_US NH_FLT=$M_FLT
-stop "$PID"
-
+hello_line() {   # hello_line LABEL KEY
+    printf "$FMT" "$1" "$(ms_of "$(med "$2" p50)" %.3f)" "$(ms_of "$(med "$2" p99)" %.3f)" "$(calc "$(med "$2" rps)" %.0f)" \
+        "$(ms_of "$(med "$2" p50l)" %.3f)" "$(ms_of "$(med "$2" p99l)" %.3f)" "$(med "$2" cpu)" "$(med "$2" flt)" "$(rps_samples "$2")"
+}
+echo
+printf "$FMT" "server" "p50 ms" "p99 ms" "req/s" "p50 ms c$CONNS" "p99 ms c$CONNS" "CPU µs/req" "faults/req" "req/s per round"
+hello_line "wasmzip serve hello-http" wzh
+hello_line "native-hello (hyper)" nh
+((WTH_OK)) && hello_line "wasmtime serve hello-http" wth
 R_HELLO=$(calc "$WH_RPS / $NH_RPS" %.2f)
-echo
-printf "$FMT" "server" "p50 ms" "p99 ms" "req/s c$CONNS" "" "" "CPU µs/req" "faults/req"
-printf "$FMT" "wasmzip serve hello-http" "$(ms_of "$WH_P50" %.3f)" "$(ms_of "$WH_P99" %.3f)" "$WH_RPS" "" "" "$WH_CPU" "$WH_FLT"
-printf "$FMT" "native-hello (hyper)" "$(ms_of "$NH_P50" %.3f)" "$(ms_of "$NH_P99" %.3f)" "$NH_RPS" "" "" "$NH_CPU" "$NH_FLT"
 echo "ratio wasmzip/native req/s (c$CONNS): $R_HELLO (goal >= 0.5: $(yesno "$R_HELLO >= 0.5"))"
-row "hello-http req/s, $CONNS connections" "$(calc "$WH_RPS" %.0f)" "native hyper $(calc "$NH_RPS" %.0f)" "$R_HELLO" "≥ 0.5" "$(yesno "$R_HELLO >= 0.5")"
-row "(reference) hello-http server CPU per request, $CONNS connections" "$WH_CPU µs, $WH_FLT minor faults" "native hyper $NH_CPU µs, $NH_FLT faults" "$(calc "$WH_CPU / ($NH_CPU > 0 ? $NH_CPU : 1)" %.2f)" "—" "—"
+row "hello-http req/s, $CONNS connections" "$(calc "$WH_RPS" %.0f) ($(rps_samples wzh))" "native hyper $(calc "$NH_RPS" %.0f) ($(rps_samples nh))" "$R_HELLO" "≥ 0.5" "$(yesno "$R_HELLO >= 0.5")"
+row "(reference) hello-http server CPU per request, $CONNS connections" "$WH_CPU µs, $WH_FLT minor faults" "native hyper $NH_CPU µs, $NH_FLT faults" "$(calc "$WH_CPU / ($NH_CPU > 0 ? $NH_CPU : 1)" %.1f)" "—" "—"
 row "(reference) hello-http p50 latency, 1 connection" "$(ms_of "$WH_P50" %.3f) ms" "native hyper $(ms_of "$NH_P50" %.3f) ms" "$(calc "$WH_P50 / $NH_P50" %.2f)" "—" "—"
+if ((WTH_OK)); then
+    WTH_RPS=$(med wth rps) WTH_CPU=$(med wth cpu)
+    echo "ratio wasmzip/wasmtime req/s (c$CONNS): $(calc "$WH_RPS / $WTH_RPS" %.2f) (reference, no goal)"
+    row "(reference) hello-http req/s, $CONNS connections, vs wasmtime serve" "$(calc "$WH_RPS" %.0f)" "wasmtime serve $(calc "$WTH_RPS" %.0f) ($WTH_CPU µs CPU/request)" "$(calc "$WH_RPS / $WTH_RPS" %.2f)" "—" "—"
+fi
 if [[ $INST_CNT != 0 ]]; then
     INST_US=$(calc "$INST_SUM / $INST_CNT * 1e6" %.1f)
     echo "wasmzip mean instantiation per request (hello-http): $INST_US µs ($INST_CNT instantiations, $REQ_CNT requests)"
@@ -530,8 +621,6 @@ else
     echo "wasmzip mean instantiation per request: no samples in /metrics"
     PROBLEMS+=("/metrics had no wasmzip_instantiation_duration_seconds samples after the hello-http run")
 fi
-[[ -n ${JSON_REQ_US:-} ]] && row "(reference) json-transform mean server time, routing → response headers (/metrics, all load levels)" "$JSON_REQ_US µs" "—" "—" "—" "—"
-[[ -n ${JSON_INST_US:-} ]] && row "(reference) mean instantiation per request (json-transform)" "$JSON_INST_US µs" "—" "—" "—" "—"
 
 # ----------------------------------------------------------------------------------------------------
 # c. Deploy latency: `wasmzip deploy` returns → first 200 on the new function's route.
@@ -635,7 +724,7 @@ echo "== summary (markdown) =="
 echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "- machine: $(nproc) CPUs, ${cpu:-unknown CPU}, $(uname -sr); servers and wrk share it"
-echo "- command: \`bash bench/serve.sh\` (WARMUP_S=$WARMUP_S DURATION_S=$DURATION_S CONNS=$CONNS THREADS=$THREADS BODY_KB=$BODY_KB DEPLOY_REPS=$DEPLOY_REPS RSS_FUNCS=$RSS_FUNCS)"
+echo "- command: \`bash bench/serve.sh\` (WARMUP_S=$WARMUP_S DURATION_S=$DURATION_S CONNS=$CONNS THREADS=$THREADS BODY_KB=$BODY_KB DEPLOY_REPS=$DEPLOY_REPS RSS_FUNCS=$RSS_FUNCS ROUNDS=$ROUNDS)"
 echo "- wasmzip: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
 echo "- baselines: Node $(node --version), $WT_DESC, native-hello (hyper); $(wrk -v 2>&1 | head -1 | awk '{ print "wrk " $2 }')"
 echo "- request body: $BODY_BYTES bytes, $BODY_RECORDS records; response $(stat -c %s "$TMP/out-wasmzip.json") bytes"
