@@ -28,6 +28,9 @@ pub struct DeployArgs {
 /// Runs the command.
 pub async fn run(args: DeployArgs) -> Result<u8> {
     let client = AdminClient::new(&args.server)?;
+    // Check the token with a cheap call first: a server refusing the upload answers before reading
+    // it, and the refusal could otherwise be lost to a broken pipe while the package is still sending.
+    client.call(Method::GET, "/v1/functions", Bytes::new()).await?;
     let bytes = std::fs::read(&args.package).with_context(|| format!("cannot read {}", args.package.display()))?;
     let mut query: Vec<String> = args.grant.iter().map(|g| format!("grant={}", encode(&g.to_string()))).collect();
     if args.grant_requested {
