@@ -30,62 +30,176 @@
 //! The transform itself is the pure function [`transform`], unit-tested
 //! natively: `cargo test --target x86_64-unknown-linux-gnu -p json-transform`.
 
-use serde::Serialize;
-use serde_json::{Map, Number, Value};
+use std::borrow::Cow;
+use std::fmt;
 
-#[derive(Serialize)]
-struct Output {
-    count: usize,
-    sum_total: Value,
-    records: Vec<Value>,
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// One record: its fields in input order, values kept as the raw JSON text they came in (nothing is
+/// built per value, so a request costs little more than one pass over its body). A repeated key keeps
+/// its first position and its last value, like `JSON.parse`.
+struct Record<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+/// An element of the top-level array: a record, or anything else (skipped).
+struct Element<'a>(Option<Record<'a>>);
+
+/// A key, borrowed from the input unless it holds escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Element<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Element<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Element<'de>, A::Error> {
+                let mut fields: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::new();
+                while let Some(Key(key)) = map.next_key()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    set(&mut fields, key, value);
+                }
+                Ok(Element(Some(Record(fields))))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Element<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Element(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Element<'de>, E> { Ok(Element(None)) }
+            fn visit_i64<E>(self, _: i64) -> Result<Element<'de>, E> { Ok(Element(None)) }
+            fn visit_u64<E>(self, _: u64) -> Result<Element<'de>, E> { Ok(Element(None)) }
+            fn visit_f64<E>(self, _: f64) -> Result<Element<'de>, E> { Ok(Element(None)) }
+            fn visit_str<E>(self, _: &str) -> Result<Element<'de>, E> { Ok(Element(None)) }
+            fn visit_unit<E>(self) -> Result<Element<'de>, E> { Ok(Element(None)) }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Sets `key` to `value`: in place when the key is already there, appended otherwise.
+fn set<'a>(fields: &mut Vec<(Cow<'a, str>, &'a RawValue)>, key: Cow<'a, str>, value: &'a RawValue) {
+    match fields.iter_mut().find(|(k, _)| *k == key) {
+        Some(slot) => slot.1 = value,
+        None => fields.push((key, value)),
+    }
+}
+
+impl Record<'_> {
+    fn get(&self, key: &str) -> Option<&RawValue> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    fn number_or_zero(&self, key: &str) -> f64 {
+        self.get(key).and_then(|v| serde_json::from_str::<f64>(v.get()).ok()).unwrap_or(0.0)
+    }
 }
 
 /// Transforms a request body into the success response body, or returns the
 /// message for a `400` response.
 pub fn transform(input: &[u8]) -> Result<Vec<u8>, String> {
-    let parsed: Value = serde_json::from_slice(input).map_err(|e| format!("invalid JSON: {e}"))?;
-    let Value::Array(items) = parsed else {
+    let text = std::str::from_utf8(input).map_err(|e| format!("invalid JSON: {e}"))?;
+    let trimmed = text.trim_start();
+    if !trimmed.starts_with('[') {
+        // Parse anyway so that malformed input is reported as such.
+        serde_json::from_str::<IgnoredAny>(text).map_err(|e| format!("invalid JSON: {e}"))?;
         return Err("expected a JSON array of records".to_string());
-    };
+    }
+    let elements: Vec<Element> = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
 
+    let mut out = Vec::with_capacity(input.len() + input.len() / 4 + 64);
     let mut records = Vec::new();
     let mut sum_total = 0.0_f64;
-    for item in items {
-        let Value::Object(mut record) = item else { continue };
-        if record.get("active") != Some(&Value::Bool(true)) {
+    for Element(record) in elements {
+        let Some(record) = record else { continue };
+        if record.get("active").map(RawValue::get) != Some("true") {
             continue;
         }
-        let total = number_or_zero(&record, "price") * number_or_zero(&record, "quantity");
+        let total = record.number_or_zero("price") * record.number_or_zero("quantity");
         sum_total += total;
-        record.insert("total".to_string(), js_number(total));
-        if let Some(Value::String(name)) = record.get("name") {
-            let upper = name.to_uppercase();
-            record.insert("name_upper".to_string(), Value::String(upper));
-        }
-        records.push(Value::Object(record));
+        let name_upper = record
+            .get("name")
+            .filter(|v| v.get().starts_with('"'))
+            .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+            .map(|name| name.to_uppercase());
+        records.push((record, total, name_upper));
     }
 
-    let output = Output { count: records.len(), sum_total: js_number(sum_total), records };
-    Ok(serde_json::to_vec(&output).expect("serializable"))
+    out.extend_from_slice(b"{\"count\":");
+    out.extend_from_slice(records.len().to_string().as_bytes());
+    out.extend_from_slice(b",\"sum_total\":");
+    out.extend_from_slice(js_number(sum_total).as_bytes());
+    out.extend_from_slice(b",\"records\":[");
+    let total_raw: Vec<Box<RawValue>> = records
+        .iter()
+        .map(|(_, total, _)| RawValue::from_string(js_number(*total)).expect("a number is valid JSON"))
+        .collect();
+    let upper_raw: Vec<Option<Box<RawValue>>> = records
+        .iter()
+        .map(|(_, _, upper)| upper.as_ref().map(|u| RawValue::from_string(serde_json::to_string(u).expect("a string serialises")).expect("valid JSON")))
+        .collect();
+    for (i, (record, _, _)) in records.into_iter().enumerate() {
+        let mut fields = record.0;
+        set(&mut fields, Cow::Borrowed("total"), &total_raw[i]);
+        if let Some(upper) = &upper_raw[i] {
+            set(&mut fields, Cow::Borrowed("name_upper"), upper);
+        }
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'{');
+        for (j, (key, value)) in fields.iter().enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, key.as_ref()).expect("writing to a Vec cannot fail");
+            out.push(b':');
+            out.extend_from_slice(value.get().as_bytes());
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    Ok(out)
 }
 
 /// The error response body for a message.
 pub fn error_body(message: &str) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({ "error": message })).expect("serializable")
-}
-
-fn number_or_zero(record: &Map<String, Value>, key: &str) -> f64 {
-    record.get(key).and_then(Value::as_f64).unwrap_or(0.0)
+    let mut out = b"{\"error\":".to_vec();
+    serde_json::to_writer(&mut out, message).expect("writing to a Vec cannot fail");
+    out.push(b'}');
+    out
 }
 
 /// An f64 as `JSON.stringify` would write it: integral values (below 2^53)
 /// as integers, non-finite values as `null`.
-fn js_number(x: f64) -> Value {
+fn js_number(x: f64) -> String {
     const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
-    if x.fract() == 0.0 && x.abs() < EXACT {
-        Value::from(x as i64) // also maps -0.0 to 0, like JSON.stringify
+    if !x.is_finite() {
+        "null".to_string()
+    } else if x.fract() == 0.0 && x.abs() < EXACT {
+        (x as i64).to_string() // also maps -0.0 to 0, like JSON.stringify
     } else {
-        Number::from_f64(x).map_or(Value::Null, Value::Number)
+        serde_json::Number::from_f64(x).map_or_else(|| "null".to_string(), |n| n.to_string())
     }
 }
 
@@ -186,6 +300,7 @@ mod tests {
 
     #[test]
     fn errors() {
+        assert!(transform(b"[1, \"x\", [2], null, {\"active\":true,\"active\":false}]").unwrap().starts_with(b"{\"count\":0,"));
         assert!(transform(b"").unwrap_err().starts_with("invalid JSON: "));
         assert!(transform(b"[{").unwrap_err().starts_with("invalid JSON: "));
         assert_eq!(transform(b"{\"a\":1}").unwrap_err(), "expected a JSON array of records");
