@@ -32,14 +32,12 @@
 //! answers (a trap the host must turn into a 500, never a crash).
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 use wasip2::http::types::{
-    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+    IncomingRequest, Method, ResponseOutparam,
 };
-use wasip2::io::streams::StreamError;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -90,10 +88,10 @@ impl wasip2::exports::http::incoming_handler::Guest for EchoHandler {
                 .or_insert(value);
         }
 
-        let body = match read_body(request) {
+        let body = match guest_http::read_body(request) {
             Ok(body) => body,
             Err(message) => {
-                respond(response_out, 500, "text/plain", format!("error reading body: {message}").as_bytes());
+                guest_http::respond(response_out, 500, "text/plain", format!("error reading body: {message}").as_bytes());
                 return;
             }
         };
@@ -107,39 +105,6 @@ impl wasip2::exports::http::incoming_handler::Guest for EchoHandler {
             counter,
         };
         let json = serde_json::to_vec(&echo).expect("serializable");
-        respond(response_out, 200, "application/json", &json);
+        guest_http::respond(response_out, 200, "application/json", &json);
     }
-}
-
-/// Reads the whole request body, chunk by chunk, until the stream is closed.
-fn read_body(request: IncomingRequest) -> Result<Vec<u8>, String> {
-    let body = request.consume().map_err(|()| "body already consumed".to_string())?;
-    let stream = body.stream().map_err(|()| "body stream already taken".to_string())?;
-    let mut bytes = Vec::new();
-    loop {
-        match stream.blocking_read(64 * 1024) {
-            Ok(chunk) => bytes.extend_from_slice(&chunk),
-            Err(StreamError::Closed) => break,
-            Err(StreamError::LastOperationFailed(error)) => return Err(error.to_debug_string()),
-        }
-    }
-    // The stream is a child of the body: drop it before finishing the body.
-    drop(stream);
-    drop(wasip2::http::types::IncomingBody::finish(body));
-    Ok(bytes)
-}
-
-fn respond(response_out: ResponseOutparam, status: u16, content_type: &str, body_bytes: &[u8]) {
-    let headers = Fields::from_list(&[("content-type".to_string(), content_type.as_bytes().to_vec())])
-        .expect("valid header");
-    let response = OutgoingResponse::new(headers);
-    response.set_status_code(status).expect("valid status");
-    let body = response.body().expect("body taken once");
-    ResponseOutparam::set(response_out, Ok(response));
-
-    let mut out = body.write().expect("stream taken once");
-    out.write_all(body_bytes).expect("write body");
-    out.flush().expect("flush body");
-    drop(out);
-    OutgoingBody::finish(body, None).expect("finish body");
 }

@@ -27,12 +27,10 @@
 //! 400  error <message>          no `url` parameter, or it is not an absolute URL
 //! ```
 
-use std::io::Write as _;
 
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
-    ErrorCode, Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingRequest,
-    OutgoingResponse, ResponseOutparam, Scheme,
+    ErrorCode, Fields, IncomingBody, IncomingRequest, Method, OutgoingRequest, ResponseOutparam, Scheme,
 };
 use wasip2::io::streams::StreamError;
 
@@ -49,7 +47,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Fetch {
         };
         let target = match target {
             Ok(target) => target,
-            Err(message) => return respond(response_out, 400, format!("error {message}").as_bytes()),
+            Err(message) => return guest_http::respond(response_out, 400, "text/plain", format!("error {message}").as_bytes()),
         };
 
         let result = get(&target).and_then(|first| match first.redirect_to() {
@@ -63,9 +61,9 @@ impl wasip2::exports::http::incoming_handler::Guest for Fetch {
             Ok(done) => {
                 let mut body = format!("upstream {}\n", done.status).into_bytes();
                 body.extend_from_slice(&done.body);
-                respond(response_out, 200, &body);
+                guest_http::respond(response_out, 200, "text/plain", &body);
             }
-            Err(message) => respond(response_out, 502, format!("error {message}").as_bytes()),
+            Err(message) => guest_http::respond(response_out, 502, "text/plain", format!("error {message}").as_bytes()),
         }
     }
 }
@@ -231,19 +229,4 @@ fn percent_decode(text: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-fn respond(response_out: ResponseOutparam, status: u16, body_bytes: &[u8]) {
-    let headers = Fields::from_list(&[("content-type".to_string(), b"text/plain".to_vec())])
-        .expect("valid header");
-    let response = OutgoingResponse::new(headers);
-    response.set_status_code(status).expect("valid status");
-    let body = response.body().expect("body taken once");
-    ResponseOutparam::set(response_out, Ok(response));
-
-    let mut out = body.write().expect("stream taken once");
-    out.write_all(body_bytes).expect("write body");
-    out.flush().expect("flush body");
-    drop(out);
-    OutgoingBody::finish(body, None).expect("finish body");
 }

@@ -205,12 +205,7 @@ fn js_number(x: f64) -> String {
 
 #[cfg(target_os = "wasi")]
 mod component {
-    use std::io::Write as _;
-
-    use wasip2::http::types::{
-        Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
-    };
-    use wasip2::io::streams::StreamError;
+    use wasip2::http::types::{IncomingRequest, ResponseOutparam};
 
     struct JsonTransform;
 
@@ -218,48 +213,17 @@ mod component {
 
     impl wasip2::exports::http::incoming_handler::Guest for JsonTransform {
         fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
-            let (status, body) = match read_body(request) {
+            let (status, body) = match guest_http::read_body(request) {
                 Err(message) => (500, super::error_body(&format!("error reading body: {message}"))),
                 Ok(input) => match super::transform(&input) {
                     Ok(output) => (200, output),
                     Err(message) => (400, super::error_body(&message)),
                 },
             };
-            respond(response_out, status, &body);
+            guest_http::respond(response_out, status, "application/json", &body);
         }
     }
 
-    /// Reads the whole request body, chunk by chunk, until the stream is closed.
-    fn read_body(request: IncomingRequest) -> Result<Vec<u8>, String> {
-        let body = request.consume().map_err(|()| "body already consumed".to_string())?;
-        let stream = body.stream().map_err(|()| "body stream already taken".to_string())?;
-        let mut bytes = Vec::new();
-        loop {
-            match stream.blocking_read(64 * 1024) {
-                Ok(chunk) => bytes.extend_from_slice(&chunk),
-                Err(StreamError::Closed) => break,
-                Err(StreamError::LastOperationFailed(error)) => return Err(error.to_debug_string()),
-            }
-        }
-        drop(stream); // a child of `body`
-        drop(IncomingBody::finish(body));
-        Ok(bytes)
-    }
-
-    fn respond(response_out: ResponseOutparam, status: u16, body_bytes: &[u8]) {
-        let headers = Fields::from_list(&[("content-type".to_string(), b"application/json".to_vec())])
-            .expect("valid header");
-        let response = OutgoingResponse::new(headers);
-        response.set_status_code(status).expect("valid status");
-        let body = response.body().expect("body taken once");
-        ResponseOutparam::set(response_out, Ok(response));
-
-        let mut out = body.write().expect("stream taken once");
-        out.write_all(body_bytes).expect("write body");
-        out.flush().expect("flush body");
-        drop(out);
-        OutgoingBody::finish(body, None).expect("finish body");
-    }
 }
 
 #[cfg(test)]

@@ -13,10 +13,9 @@
 //! `error invalid ms <value>\n` (nothing printed, no sleep).
 //! The request body is not read.
 
-use std::io::Write as _;
 use std::time::Duration;
 
-use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasip2::http::types::{IncomingRequest, ResponseOutparam};
 
 struct Sleepy;
 
@@ -30,7 +29,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Sleepy {
             Some(value) => match value.parse::<u64>() {
                 Ok(ms) => ms,
                 Err(_) => {
-                    return respond(response_out, 400, format!("error invalid ms {value}\n").as_bytes());
+                    return guest_http::respond(response_out, 400, "text/plain", format!("error invalid ms {value}\n").as_bytes());
                 }
             },
         };
@@ -38,7 +37,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Sleepy {
         eprintln!("sleepy: sleeping {ms} ms");
         println!("sleepy: stdout line");
         std::thread::sleep(Duration::from_millis(ms));
-        respond(response_out, 200, format!("slept {ms}\n").as_bytes());
+        guest_http::respond(response_out, 200, "text/plain", format!("slept {ms}\n").as_bytes());
     }
 }
 
@@ -49,19 +48,4 @@ fn query_param<'a>(path_with_query: &'a str, name: &str) -> Option<&'a str> {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         (key == name).then_some(value)
     })
-}
-
-fn respond(response_out: ResponseOutparam, status: u16, body_bytes: &[u8]) {
-    let headers = Fields::from_list(&[("content-type".to_string(), b"text/plain".to_vec())])
-        .expect("valid header");
-    let response = OutgoingResponse::new(headers);
-    response.set_status_code(status).expect("valid status");
-    let body = response.body().expect("body taken once");
-    ResponseOutparam::set(response_out, Ok(response));
-
-    let mut out = body.write().expect("stream taken once");
-    out.write_all(body_bytes).expect("write body");
-    out.flush().expect("flush body");
-    drop(out);
-    OutgoingBody::finish(body, None).expect("finish body");
 }
