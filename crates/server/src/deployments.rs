@@ -209,7 +209,8 @@ impl Deployments {
         let policy = self.policy.clone();
         let package = package.to_path_buf();
         let version = version.clone();
-        tokio::task::spawn_blocking(move || load_blocking(&runtime, &linker, &policy, &package, &version, &grants))
+        let metrics = self.metrics.clone();
+        tokio::task::spawn_blocking(move || load_blocking(&runtime, &linker, &policy, &metrics, &package, &version, &grants))
             .await
             .map_err(|e| RuntimeError::Engine(format!("the loading task failed: {e}")))?
     }
@@ -361,6 +362,7 @@ fn load_blocking(
     runtime: &Runtime,
     linker: &Linker<RequestState>,
     policy: &DeployPolicy,
+    metrics: &Metrics,
     path: &Path,
     version: &DeployedVersion,
     grants: &[Capability],
@@ -407,5 +409,6 @@ fn load_blocking(
         plan,
         grants: version.grants.clone(),
         effective: resolution.effective.iter().map(|c| c.to_string()).collect(),
+        metrics: metrics.for_function(manifest.name.as_str(), &manifest.version.to_string()),
     })
 }

@@ -13,6 +13,7 @@ use wasmzip_runtime::CapabilityPlan;
 use wasmzip_runtime::capabilities::network::{NameLookupView, NetworkGuard, add_name_lookup_to_linker};
 use wasmzip_runtime::limits::GuestLimiter;
 
+use crate::metrics::FunctionMetrics;
 use crate::outbound::{OutboundHooks, OutboundRules};
 
 /// Request body limit when neither manifest nor operator sets one.
@@ -146,6 +147,8 @@ pub struct LoadedFunction {
     pub grants: Vec<String>,
     /// Effective capabilities, as tokens.
     pub effective: Vec<String>,
+    /// Its metric handles.
+    pub metrics: FunctionMetrics,
 }
 
 #[cfg(test)]

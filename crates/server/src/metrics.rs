@@ -91,7 +91,34 @@ impl Default for Metrics {
     }
 }
 
+/// One function version's metric handles, looked up once per deployed version rather than per request.
+#[derive(Clone, Debug)]
+pub struct FunctionMetrics {
+    /// Its labels.
+    pub labels: FunctionLabels,
+    /// Request latency.
+    pub latency: Histogram,
+    /// Instantiation time.
+    pub instantiation: Histogram,
+    /// Traps.
+    pub traps: Counter,
+    /// Timeouts.
+    pub timeouts: Counter,
+}
+
 impl Metrics {
+    /// The handles of one function version.
+    pub fn for_function(&self, function: &str, version: &str) -> FunctionMetrics {
+        let labels = FunctionLabels { function: function.to_string(), version: version.to_string() };
+        FunctionMetrics {
+            latency: self.latency.get_or_create(&labels).clone(),
+            instantiation: self.instantiation.get_or_create(&labels).clone(),
+            traps: self.traps.get_or_create(&labels).clone(),
+            timeouts: self.timeouts.get_or_create(&labels).clone(),
+            labels,
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();

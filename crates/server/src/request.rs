@@ -24,7 +24,7 @@ use wasmzip_runtime::limits::{GuestLimiter, GuestLimits, MAX_RESOURCE_HANDLES};
 use crate::ServerShared;
 use crate::function::{LoadedFunction, RequestState};
 use crate::guest_log::{GuestLog, LogTag};
-use crate::metrics::{DenialLabels, FunctionLabels, RequestLabels};
+use crate::metrics::{DenialLabels, FunctionMetrics, RequestLabels};
 use crate::outbound::OutboundHooks;
 
 /// Errors carried by response bodies.
@@ -84,14 +84,14 @@ pub async fn handle(shared: Arc<ServerShared>, req: Request<Incoming>) -> Respon
     let Some((function, prefix, remainder)) = shared.deployments.route(&path) else {
         return host_response(StatusCode::NOT_FOUND, &id, &format!("no function serves {path}"));
     };
-    let labels = FunctionLabels { function: function.name.to_string(), version: function.version.to_string() };
     let response = serve(&shared, &function, req, &id, prefix, remainder).await;
     let status = response.status().as_u16();
-    shared.metrics.latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    let labels = &function.metrics.labels;
+    function.metrics.latency.observe(started.elapsed().as_secs_f64());
     shared
         .metrics
         .requests
-        .get_or_create(&RequestLabels { function: labels.function, version: labels.version, status })
+        .get_or_create(&RequestLabels { function: labels.function.clone(), version: labels.version.clone(), status })
         .inc();
     tracing::debug!(function = %function.name, version = %function.version, request_id = %id, status, path = %path, "request");
     response
@@ -199,10 +199,11 @@ async fn serve(
         Err(e) => return host_response(StatusCode::BAD_REQUEST, id, &format!("malformed request: {e}")),
     };
 
-    let labels = FunctionLabels { function: function.name.to_string(), version: function.version.to_string() };
+    let fm = function.metrics.clone();
+    let labels = &fm.labels;
     let deadline = tokio::time::Instant::now() + limits.timeout;
     let pre = function.pre.clone();
-    let instantiation = shared.metrics.instantiation.get_or_create(&labels).clone();
+    let instantiation = fm.instantiation.clone();
     // The deadline covers the whole request, response body included: at the deadline the guest's
     // future is dropped inside its task, which drops the store (whether it was running wasm or waiting
     // in a host call). The 504 below does not wait for that.
@@ -221,13 +222,13 @@ async fn serve(
         run.ok().map(|result| (result, store.data().limiter.memory_refused()))
     });
 
-    let timed_out = |shared: &Arc<ServerShared>| {
-        shared.metrics.timeouts.get_or_create(&labels).inc();
+    let timed_out = || {
+        fm.timeouts.inc();
         tracing::warn!(function = %labels.function, version = %labels.version, request_id = %id, "request exceeded its time limit of {:?}", limits.timeout);
         host_response(StatusCode::GATEWAY_TIMEOUT, id, &format!("the function exceeded its time limit (request {id})"))
     };
     match tokio::time::timeout_at(deadline, receiver).await {
-        Err(_) => timed_out(shared),
+        Err(_) => timed_out(),
         Ok(Ok(Ok(response))) => {
             let (mut parts, body) = response.into_parts();
             let length = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
@@ -240,7 +241,7 @@ async fn serve(
             }
             // The guest goes on writing the body after the head is sent; what becomes of it is
             // reported when its task ends.
-            tokio::spawn(report_after_head(guest, shared.clone(), labels, id.to_string(), limits.memory_bytes));
+            tokio::spawn(report_after_head(guest, fm.clone(), id.to_string(), limits.memory_bytes));
             let body = CappedBody {
                 inner: body.map_err(|e| BoxError::from(format!("{e:?}"))).boxed_unsync(),
                 remaining: limits.response_body,
@@ -262,7 +263,7 @@ async fn serve(
                         shared.metrics.shed.inc();
                         return host_response(StatusCode::SERVICE_UNAVAILABLE, id, "the server is at capacity; retry shortly");
                     }
-                    shared.metrics.traps.get_or_create(&labels).inc();
+                    fm.traps.inc();
                     let cause = if memory_refused { format!("memory limit of {} bytes exceeded: {}", limits.memory_bytes, e.root_cause()) } else { e.root_cause().to_string() };
                     tracing::warn!(function = %labels.function, version = %labels.version, request_id = %id, "the function trapped: {cause}");
                     host_response(StatusCode::INTERNAL_SERVER_ERROR, id, &format!("the function trapped (request {id})"))
@@ -271,7 +272,7 @@ async fn serve(
                     tracing::warn!(function = %labels.function, request_id = %id, "the function returned without setting a response");
                     host_response(StatusCode::INTERNAL_SERVER_ERROR, id, &format!("the function sent no response (request {id})"))
                 }
-                Ok(None) => timed_out(shared),
+                Ok(None) => timed_out(),
                 Err(join) => {
                     tracing::error!(function = %labels.function, request_id = %id, "the guest task failed: {join}");
                     host_response(StatusCode::INTERNAL_SERVER_ERROR, id, &format!("internal error (request {id})"))
@@ -284,15 +285,16 @@ async fn serve(
 type GuestOutcome = Option<(wasmtime::Result<()>, bool)>;
 
 /// Logs and counts a trap or timeout that happens after the response head was sent.
-async fn report_after_head(guest: tokio::task::JoinHandle<GuestOutcome>, shared: Arc<ServerShared>, labels: FunctionLabels, id: String, memory: u64) {
+async fn report_after_head(guest: tokio::task::JoinHandle<GuestOutcome>, fm: FunctionMetrics, id: String, memory: u64) {
+    let labels = &fm.labels;
     match guest.await {
         Ok(Some((Err(e), memory_refused))) => {
-            shared.metrics.traps.get_or_create(&labels).inc();
+            fm.traps.inc();
             let cause = if memory_refused { format!("memory limit of {memory} bytes exceeded: {}", e.root_cause()) } else { e.root_cause().to_string() };
             tracing::warn!(function = %labels.function, version = %labels.version, request_id = %id, "the function trapped while sending its response body: {cause}");
         }
         Ok(None) => {
-            shared.metrics.timeouts.get_or_create(&labels).inc();
+            fm.timeouts.inc();
             tracing::warn!(function = %labels.function, version = %labels.version, request_id = %id, "the function exceeded its time limit while sending its response body");
         }
         Ok(Some((Ok(()), _))) => {}
