@@ -24,6 +24,37 @@ pub enum Capability {
     NetworkInbound(PortPattern),
     /// `env:NAME`: see the environment variable `NAME` (`PREFIX*` and `*` match several).
     Env(EnvPattern),
+    /// `crypto:key:NAME:OP`: use the host-held key `NAME` (`*`: every key) for `OP`.
+    CryptoKey(KeyPattern, CryptoOp),
+}
+
+/// Longest key name in a `crypto:key:` token, in bytes (the keystore's limit).
+pub const MAX_KEY_NAME_LEN: usize = 64;
+
+/// Which host-held keys a `crypto:key:` token names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyPattern {
+    /// `*`: every key.
+    Any,
+    /// One key: 1 to 64 letters, digits, `-`, `_` or `.`, starting with a letter or digit.
+    Name(String),
+}
+
+/// What a `crypto:key:` token allows doing with a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CryptoOp {
+    /// `sign`: sign, and export the public key.
+    Sign,
+    /// `verify`: verify signatures.
+    Verify,
+    /// `seal`: encrypt with AES-256-GCM.
+    Seal,
+    /// `open`: decrypt what was sealed.
+    Open,
+    /// `mac`: make and check HMAC tags.
+    Mac,
+    /// `*`: every operation.
+    Any,
 }
 
 /// A normalised absolute guest directory: starts with `/`, no `.`, `..` or empty components, no trailing
@@ -328,6 +359,82 @@ impl fmt::Display for EnvPattern {
     }
 }
 
+impl KeyPattern {
+    /// Whether this pattern names every key that `other` names.
+    pub fn covers(&self, other: &KeyPattern) -> bool {
+        match (self, other) {
+            (KeyPattern::Any, _) => true,
+            (KeyPattern::Name(a), KeyPattern::Name(b)) => a == b,
+            (KeyPattern::Name(_), KeyPattern::Any) => false,
+        }
+    }
+
+    /// Whether this pattern names the key `name`.
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            KeyPattern::Any => true,
+            KeyPattern::Name(n) => n == name,
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, (usize, String)> {
+        if text == "*" {
+            return Ok(KeyPattern::Any);
+        }
+        if text.is_empty() || text.len() > MAX_KEY_NAME_LEN {
+            return Err((1, format!("a key name must be 1 to {MAX_KEY_NAME_LEN} characters")));
+        }
+        if !text.as_bytes()[0].is_ascii_alphanumeric() {
+            return Err((1, "a key name must start with a letter or digit (or be `*`)".into()));
+        }
+        if let Some(i) = text.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
+            return Err((i + 1, "key names use only letters, digits, `-`, `_` and `.`".into()));
+        }
+        Ok(KeyPattern::Name(text.to_string()))
+    }
+}
+
+impl fmt::Display for KeyPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyPattern::Any => f.write_str("*"),
+            KeyPattern::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+impl CryptoOp {
+    /// Whether this operation grant includes `other`.
+    pub fn covers(self, other: CryptoOp) -> bool {
+        self == CryptoOp::Any || self == other
+    }
+
+    fn parse(text: &str) -> Result<Self, (usize, String)> {
+        Ok(match text {
+            "sign" => CryptoOp::Sign,
+            "verify" => CryptoOp::Verify,
+            "seal" => CryptoOp::Seal,
+            "open" => CryptoOp::Open,
+            "mac" => CryptoOp::Mac,
+            "*" => CryptoOp::Any,
+            _ => return Err((1, format!("unknown key operation `{text}`: use sign, verify, seal, open, mac or `*`"))),
+        })
+    }
+}
+
+impl fmt::Display for CryptoOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CryptoOp::Sign => "sign",
+            CryptoOp::Verify => "verify",
+            CryptoOp::Seal => "seal",
+            CryptoOp::Open => "open",
+            CryptoOp::Mac => "mac",
+            CryptoOp::Any => "*",
+        })
+    }
+}
+
 impl Capability {
     /// Whether a grant of `self` covers a request for `other`: equal, or `self` is broader.
     pub fn covers(&self, other: &Capability) -> bool {
@@ -338,16 +445,18 @@ impl Capability {
             (NetworkOutbound(gh, gp), NetworkOutbound(rh, rp)) => gh.covers(rh) && gp.covers(rp),
             (NetworkInbound(g), NetworkInbound(r)) => g.covers(r),
             (Env(g), Env(r)) => g.covers(r),
+            (CryptoKey(gk, go), CryptoKey(rk, ro)) => gk.covers(rk) && go.covers(*ro),
             _ => false,
         }
     }
 
-    /// The domain of the token (`filesystem`, `network`, `env`).
+    /// The domain of the token (`filesystem`, `network`, `env`, `crypto`).
     pub fn domain(&self) -> &'static str {
         match self {
             Capability::FilesystemRead(_) | Capability::FilesystemWrite(_) => "filesystem",
             Capability::NetworkOutbound(..) | Capability::NetworkInbound(_) => "network",
             Capability::Env(_) => "env",
+            Capability::CryptoKey(..) => "crypto",
         }
     }
 }
@@ -367,7 +476,7 @@ impl FromStr for Capability {
         // Positions are reported in characters; every fixed part of the grammar is ASCII.
         let char_pos = |byte: usize| token[..byte.min(token.len())].chars().count() + 1;
         let (domain, rest) = token.split_once(':').ok_or_else(|| {
-            fail(token.chars().count() + 1, "expected `DOMAIN:...` (filesystem, network or env)".into())
+            fail(token.chars().count() + 1, "expected `DOMAIN:...` (filesystem, network, env or crypto)".into())
         })?;
         let rest_at = domain.len() + 1;
         let sub = |at: usize, r: Result<Capability, (usize, String)>| {
@@ -421,7 +530,21 @@ impl FromStr for Capability {
                 }
             }
             "env" => sub(rest_at, EnvPattern::parse(rest).map(Capability::Env)),
-            _ => Err(fail(1, format!("unknown capability domain `{domain}`: use filesystem, network or env"))),
+            "crypto" => {
+                let expected = "expected `crypto:key:NAME:OP`";
+                let Some(target) = rest.strip_prefix("key:") else {
+                    let at = if rest.starts_with("key") { rest_at + 3 } else { rest_at };
+                    return Err(fail(char_pos(at), format!("{expected} (the only crypto kind is `key`)")));
+                };
+                let name_at = rest_at + 4;
+                let Some((name, op)) = target.rsplit_once(':') else {
+                    return Err(fail(char_pos(token.len()), format!("{expected}: the operation is missing")));
+                };
+                let key = KeyPattern::parse(name).map_err(|(p, r)| fail(char_pos(name_at + p - 1), r))?;
+                let op = CryptoOp::parse(op).map_err(|(p, r)| fail(char_pos(name_at + name.len() + 1 + p - 1), r))?;
+                Ok(Capability::CryptoKey(key, op))
+            }
+            _ => Err(fail(1, format!("unknown capability domain `{domain}`: use filesystem, network, env or crypto"))),
         }
     }
 }
@@ -435,6 +558,7 @@ impl fmt::Display for Capability {
             Capability::NetworkOutbound(h, p) => write!(f, "network:outbound:{h}:{p}"),
             Capability::NetworkInbound(p) => write!(f, "network:inbound:{p}"),
             Capability::Env(e) => write!(f, "env:{e}"),
+            Capability::CryptoKey(k, o) => write!(f, "crypto:key:{k}:{o}"),
         }
     }
 }
@@ -498,6 +622,9 @@ mod tests {
             "env:LOG_LEVEL",
             "env:APP_*",
             "env:*",
+            "crypto:key:payments:sign",
+            "crypto:key:vault.v2:*",
+            "crypto:key:*:verify",
         ] {
             assert_eq!(cap(t).to_string(), t);
         }
@@ -532,6 +659,11 @@ mod tests {
             ("env:1ABC", 5, "digit"),
             ("env:A-B", 6, "letters, digits"),
             ("env", 4, "DOMAIN"),
+            ("crypto:secret:x:sign", 8, "crypto:key:NAME:OP"),
+            ("crypto:key:pay/ments:sign", 15, "letters, digits"),
+            ("crypto:key:-x:sign", 12, "start with"),
+            ("crypto:key:payments:decrypt", 21, "unknown key operation"),
+            ("crypto:key:payments", 20, "operation is missing"),
         ];
         for (token, position, reason) in cases {
             let err = token.parse::<Capability>().expect_err(token);
@@ -558,6 +690,11 @@ mod tests {
         assert!(cap("env:APP_*").covers(&cap("env:APP_MODE")));
         assert!(!cap("env:APP_MODE").covers(&cap("env:APP_*")));
         assert!(!cap("network:inbound:80").covers(&cap("network:outbound:80")));
+        assert!(cap("crypto:key:*:sign").covers(&cap("crypto:key:payments:sign")));
+        assert!(cap("crypto:key:payments:*").covers(&cap("crypto:key:payments:open")));
+        assert!(!cap("crypto:key:payments:sign").covers(&cap("crypto:key:payments:verify")));
+        assert!(!cap("crypto:key:payments:sign").covers(&cap("crypto:key:*:sign")));
+        assert!(!cap("crypto:key:payments:sign").covers(&cap("crypto:key:payments2:sign")));
     }
 
     #[test]
