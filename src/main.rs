@@ -23,6 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Keygen(commands::keygen::KeygenArgs),
+    Keys(commands::keys::KeysArgs),
     Pack(commands::pack::PackArgs),
     Verify(commands::verify::VerifyArgs),
     Inspect(commands::inspect::InspectArgs),
@@ -55,6 +56,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Keygen(args) => commands::keygen::run(args),
+            Command::Keys(args) => commands::keys::run(args),
             Command::Pack(args) => commands::pack::run(args),
             Command::Verify(args) => commands::verify::run(args),
             Command::Inspect(args) => commands::inspect::run(args),

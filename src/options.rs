@@ -1,11 +1,13 @@
 //! Option groups shared by several commands, and the paths and logging they set up.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use wasmzip_package::manifest::{ByteSize, parse_duration};
+use wasmzip_keystore::{Keystore, KeystoreConfig, SecretSource};
 use wasmzip_package::{Capability, PublicKey, TrustPolicy};
 use wasmzip_runtime::GuestLimits;
 use wasmzip_runtime::capabilities::filesystem::Mount;
@@ -127,5 +129,111 @@ impl CacheOptions {
             Some(home) => Ok(home.join(".cache").join("wasmzip")),
             None => bail!("no cache directory: set --cache-dir, WASMZIP_CACHE_DIR or HOME"),
         }
+    }
+}
+
+/// Which kind of keystore holds the keys guests may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeystoreKind {
+    /// An encrypted directory (Argon2id + AES-256-GCM), the default.
+    Software,
+    /// A token of a PKCS#11 module (an HSM, a TPM through tpm2-pkcs11, SoftHSM2).
+    Pkcs11,
+}
+
+/// The keystore for `crypto:key:` grants and `wasmzip keys`. Secrets come from files or the environment,
+/// never from the command line.
+#[derive(Debug, Args)]
+pub struct KeystoreOptions {
+    /// Keystore kind [default: pkcs11 when --pkcs11-module is given, else software].
+    #[arg(long, global = true, alias = "store", value_enum, env = "WASMZIP_KEYSTORE", value_name = "KIND")]
+    pub keystore: Option<KeystoreKind>,
+    /// Software keystore directory [default: $XDG_DATA_HOME/wasmzip/keys, else ~/.local/share/wasmzip/keys].
+    #[arg(long, global = true, value_name = "DIR", env = "WASMZIP_KEYSTORE_DIR")]
+    pub keystore_dir: Option<PathBuf>,
+    /// File whose first line is the software keystore's passphrase (else the variable
+    /// WASMZIP_KEYSTORE_PASSPHRASE holds it).
+    #[arg(long, global = true, value_name = "FILE", env = "WASMZIP_KEYSTORE_PASSPHRASE_FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// PKCS#11 module (shared library), e.g. /usr/lib/softhsm/libsofthsm2.so.
+    #[arg(long, global = true, value_name = "PATH", env = "WASMZIP_PKCS11_MODULE")]
+    pub pkcs11_module: Option<PathBuf>,
+    /// Label of the PKCS#11 token holding the keys (tokens are found by label, not slot).
+    #[arg(long, global = true, value_name = "LABEL", env = "WASMZIP_PKCS11_TOKEN")]
+    pub pkcs11_token: Option<String>,
+    /// File whose first line is the token's user PIN (else the variable WASMZIP_PKCS11_PIN holds it).
+    #[arg(long, global = true, value_name = "FILE", env = "WASMZIP_PKCS11_PIN_FILE")]
+    pub pin_file: Option<PathBuf>,
+}
+
+const PASSPHRASE_VAR: &str = "WASMZIP_KEYSTORE_PASSPHRASE";
+const PIN_VAR: &str = "WASMZIP_PKCS11_PIN";
+
+impl KeystoreOptions {
+    /// Whether the operator configured a keystore at all, by a flag or a variable.
+    pub fn configured(&self) -> bool {
+        let set = |v: &str| std::env::var_os(v).is_some_and(|v| !v.is_empty());
+        self.keystore.is_some()
+            || self.keystore_dir.is_some()
+            || self.passphrase_file.is_some()
+            || self.pkcs11_module.is_some()
+            || self.pkcs11_token.is_some()
+            || self.pin_file.is_some()
+            || set(PASSPHRASE_VAR)
+            || set(PIN_VAR)
+    }
+
+    fn kind(&self) -> KeystoreKind {
+        self.keystore.unwrap_or(if self.pkcs11_module.is_some() { KeystoreKind::Pkcs11 } else { KeystoreKind::Software })
+    }
+
+    /// The keystore these options describe.
+    pub fn config(&self) -> Result<KeystoreConfig> {
+        let secret = |file: &Option<PathBuf>, var: &str, flag: &str, what: &str| -> Result<SecretSource> {
+            match file {
+                Some(f) => Ok(SecretSource::File(f.clone())),
+                None if std::env::var_os(var).is_some() => Ok(SecretSource::Env(var.to_string())),
+                None => bail!("no {what}: give {flag} FILE or set {var}"),
+            }
+        };
+        match self.kind() {
+            KeystoreKind::Software => {
+                if self.pkcs11_module.is_some() || self.pkcs11_token.is_some() || self.pin_file.is_some() {
+                    bail!("--pkcs11-module, --pkcs11-token and --pin-file need --keystore pkcs11");
+                }
+                Ok(KeystoreConfig::Software {
+                    dir: self.dir()?,
+                    passphrase: secret(&self.passphrase_file, PASSPHRASE_VAR, "--passphrase-file", "keystore passphrase")?,
+                })
+            }
+            KeystoreKind::Pkcs11 => {
+                if self.keystore_dir.is_some() || self.passphrase_file.is_some() {
+                    bail!("--keystore-dir and --passphrase-file apply to the software keystore, not --keystore pkcs11");
+                }
+                let module = self.pkcs11_module.clone().context("--keystore pkcs11 needs --pkcs11-module PATH")?;
+                let token = self.pkcs11_token.clone().context("--keystore pkcs11 needs --pkcs11-token LABEL")?;
+                Ok(KeystoreConfig::Pkcs11 { module, token, pin: secret(&self.pin_file, PIN_VAR, "--pin-file", "PKCS#11 PIN")? })
+            }
+        }
+    }
+
+    fn dir(&self) -> Result<PathBuf> {
+        if let Some(d) = &self.keystore_dir {
+            return Ok(d.clone());
+        }
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        if let Some(d) = var("XDG_DATA_HOME") {
+            return Ok(d.join("wasmzip/keys"));
+        }
+        match var("HOME") {
+            Some(home) => Ok(home.join(".local/share/wasmzip/keys")),
+            None => bail!("no keystore directory: set --keystore-dir, WASMZIP_KEYSTORE_DIR or HOME"),
+        }
+    }
+
+    /// Opens the keystore; a software one is created when `create` is set.
+    pub fn open(&self, create: bool) -> Result<Arc<dyn Keystore>> {
+        let config = self.config()?;
+        wasmzip_keystore::open_keystore(&config, create).context("cannot open the keystore")
     }
 }

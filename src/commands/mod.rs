@@ -4,6 +4,7 @@ pub mod deploy;
 pub mod functions;
 pub mod inspect;
 pub mod keygen;
+pub mod keys;
 pub mod pack;
 pub mod remove;
 pub mod rollback;

@@ -13,7 +13,7 @@ use wasmzip_runtime::capabilities::filesystem::unused_mounts;
 use wasmzip_runtime::{CapabilityPlan, CommandOutcome, CommandSpec, GuestLimits, Runtime, RuntimeConfig};
 
 use crate::exit;
-use crate::options::{CacheOptions, GrantOptions, LimitOptions, TrustOptions};
+use crate::options::{CacheOptions, GrantOptions, KeystoreOptions, LimitOptions, TrustOptions};
 
 /// Run a package's command component, or a bare .wasm for development.
 #[derive(Debug, Args)]
@@ -31,6 +31,8 @@ pub struct RunArgs {
     pub limits: LimitOptions,
     #[command(flatten)]
     pub cache: CacheOptions,
+    #[command(flatten)]
+    pub keystore: KeystoreOptions,
     /// Arguments passed to the guest.
     #[arg(last = true)]
     pub args: Vec<String>,
@@ -65,11 +67,13 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         eprintln!("wasmzip: warning: --mount {}={} is not used by any effective capability", mount.guest, mount.host.display());
     }
     let plan = CapabilityPlan::new(&prepared.effective, &args.grants.mount, &args.grants.env, prepared.resources_dir.as_deref())?;
+    // The keystore is opened only for a guest granted keys: others need no passphrase or PIN.
+    let keystore = if plan.crypto.is_empty() { None } else { Some(args.keystore.open(false)?) };
     let (program, _) = runtime.load_program(&prepared.bytes, &prepared.digest, &prepared.what)?;
 
     let mut argv = vec![prepared.argv0];
     argv.extend(args.args.iter().cloned());
-    let spec = CommandSpec { subject: prepared.subject, args: argv, plan, limits: prepared.limits };
+    let spec = CommandSpec { subject: prepared.subject, args: argv, plan, limits: prepared.limits, keystore };
     let finished = wasmzip_runtime::run_command(&runtime, &program, spec).await?;
     let code = report(finished.outcome);
     // A guest cut off at its deadline is still suspended; dropping it unwinds and symbolises its stack.

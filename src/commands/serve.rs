@@ -11,7 +11,7 @@ use wasmzip_runtime::PoolConfig;
 use wasmzip_server::ServeConfig;
 use wasmzip_server::function::OperatorLimits;
 
-use crate::options::{CacheOptions, GrantOptions, LimitOptions, TrustOptions};
+use crate::options::{CacheOptions, GrantOptions, KeystoreOptions, LimitOptions, TrustOptions};
 
 /// Serve `http` packages: a fresh instance per request, an admin API, metrics, graceful shutdown.
 #[derive(Debug, Args)]
@@ -60,6 +60,8 @@ pub struct ServeArgs {
     pub grace_period: Duration,
     #[command(flatten)]
     pub cache: CacheOptions,
+    #[command(flatten)]
+    pub keystore: KeystoreOptions,
 }
 
 fn data_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
@@ -114,6 +116,9 @@ pub async fn run(args: ServeArgs) -> Result<u8> {
         },
         pool: PoolConfig { instances: args.pool_instances, max_memory_bytes: args.pool_max_memory.0 },
         grace_period: args.grace_period,
+        // Opened once, when configured: every request of every function shares it (for PKCS#11, one
+        // logged-in session pool).
+        keystore: if args.keystore.configured() { Some(args.keystore.open(false)?) } else { None },
     };
     wasmzip_server::serve(config, shutdown_signal(), |bound| {
         println!("serving on http://{}", bound.public);

@@ -15,9 +15,11 @@ use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::RuntimeError;
 use crate::audit::Auditor;
 use crate::capabilities::CapabilityPlan;
+use crate::capabilities::crypto::{self, CryptoCtx, CryptoHost, CryptoView};
 use crate::capabilities::network::{NameLookupView, NetworkGuard, add_name_lookup_to_linker};
 use crate::engine::{Program, Runtime};
 use crate::limits::{GuestLimiter, GuestLimits, MAX_RESOURCE_HANDLES};
+use wasmzip_keystore::Keystore;
 
 /// One run of a command.
 #[derive(Debug, Clone)]
@@ -30,6 +32,8 @@ pub struct CommandSpec {
     pub plan: CapabilityPlan,
     /// Limits it runs under.
     pub limits: GuestLimits,
+    /// The operator's keystore, when one is configured (needed when the plan grants keys).
+    pub keystore: Option<Arc<dyn Keystore>>,
 }
 
 /// How a run ended.
@@ -63,6 +67,13 @@ struct ComponentState {
     table: ResourceTable,
     limiter: GuestLimiter,
     network: Arc<NetworkGuard>,
+    crypto: CryptoCtx,
+}
+
+impl CryptoView for ComponentState {
+    fn crypto(&mut self) -> CryptoHost<'_> {
+        CryptoHost { ctx: &self.crypto, table: &mut self.table }
+    }
 }
 
 impl WasiView for ComponentState {
@@ -90,7 +101,9 @@ struct ModuleState {
 /// everything the guest does, traps included, is a [`CommandOutcome`].
 pub async fn run_command(runtime: &Runtime, program: &Program, spec: CommandSpec) -> Result<Finished, RuntimeError> {
     let engine = runtime.engine();
-    let guard = NetworkGuard::new(spec.plan.network.clone(), Auditor::new(spec.subject.clone()));
+    let audit = Auditor::new(spec.subject.clone());
+    let guard = NetworkGuard::new(spec.plan.network.clone(), audit.clone());
+    let crypto_ctx = CryptoCtx::new(spec.plan.crypto.clone(), spec.keystore.clone(), audit);
     let mut builder = WasiCtxBuilder::new();
     builder.inherit_stdio().args(&spec.args);
     spec.plan.configure(&mut builder, &guard)?;
@@ -102,11 +115,12 @@ pub async fn run_command(runtime: &Runtime, program: &Program, spec: CommandSpec
             let mut linker = Linker::<ComponentState>::new(engine);
             wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_err)?;
             add_name_lookup_to_linker(&mut linker).map_err(link_err)?;
+            crypto::add_to_linker(&mut linker).map_err(link_err)?;
             let pre = CommandPre::new(linker.instantiate_pre(component).map_err(link_err)?).map_err(link_err)?;
 
             let mut table = ResourceTable::new();
             table.set_max_capacity(MAX_RESOURCE_HANDLES);
-            let mut store = Store::new(engine, ComponentState { wasi: builder.build(), table, limiter, network: guard });
+            let mut store = Store::new(engine, ComponentState { wasi: builder.build(), table, limiter, network: guard, crypto: crypto_ctx });
             store.limiter(|s| &mut s.limiter);
             store.set_epoch_deadline(1);
             store.epoch_deadline_async_yield_and_update(1);

@@ -16,7 +16,7 @@ pub struct WorldSummary {
 }
 
 /// WASI packages this host provides (`wasi:http` to `http` components, under `wasmzip serve`).
-const PROVIDED: &[&str] = &["wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:cli/", "wasi:filesystem/", "wasi:sockets/", "wasi:http/"];
+const PROVIDED: &[&str] = &["wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:cli/", "wasi:filesystem/", "wasi:sockets/", "wasi:http/", "wasmzip:crypto/"];
 
 /// Reads the top-level imports and exports of a component.
 pub fn component_world(bytes: &[u8]) -> Result<WorldSummary, RuntimeError> {
@@ -75,6 +75,16 @@ pub fn capability_warnings(world: &WorldSummary, requested: &[Capability]) -> Ve
     for cap in requests("filesystem") {
         if !imports_any("wasi:filesystem/preopens") {
             warnings.push(format!("requests `{cap}` but imports no wasi:filesystem/preopens"));
+        }
+    }
+    if let Some(import) = world.imports.iter().find(|i| i.starts_with("wasmzip:crypto/keys"))
+        && requests("crypto").is_empty()
+    {
+        warnings.push(format!("imports `{import}` but requests no crypto:key capability: every key will be denied"));
+    }
+    for cap in requests("crypto") {
+        if !imports_any("wasmzip:crypto/keys") {
+            warnings.push(format!("requests `{cap}` but imports no wasmzip:crypto/keys"));
         }
     }
     for cap in requests("env") {

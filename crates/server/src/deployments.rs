@@ -12,6 +12,7 @@ use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmzip_package::manifest::World;
 use wasmzip_package::{Capability, PackageError, ResourceSink, TokenError, TrustPolicy};
+use wasmzip_keystore::Keystore;
 use wasmzip_runtime::capabilities::filesystem::Mount;
 use wasmzip_runtime::{CapabilityError, CapabilityPlan, Program, Runtime, RuntimeError};
 
@@ -27,6 +28,9 @@ pub enum DeployError {
     /// The package is malformed, tampered or untrusted.
     #[error(transparent)]
     Package(#[from] PackageError),
+    /// The deployment is granted keys but the server has no keystore.
+    #[error("{0} is granted crypto:key capabilities but this server has no keystore (start it with --keystore-dir or --keystore pkcs11)")]
+    NoKeystore(String),
     /// The package has no single `http` component.
     #[error("package {0} has no single `http` component to serve")]
     NotHttp(String),
@@ -76,6 +80,8 @@ pub struct DeployPolicy {
     pub env: Vec<(String, String)>,
     /// Where package resources are extracted.
     pub resources_root: PathBuf,
+    /// The keystore for `crypto:key:` grants; a deployment granted keys is refused without one.
+    pub keystore: Option<Arc<dyn Keystore>>,
 }
 
 /// One version as the admin API shows it.
@@ -388,6 +394,9 @@ fn load_blocking(
         tracing::warn!(function = %manifest.name, "not granted, so the function runs without: {}", list.join(", "));
     }
     let plan = CapabilityPlan::new(&resolution.effective, &policy.mounts, &policy.env, package.resources_dir())?;
+    if !plan.crypto.is_empty() && policy.keystore.is_none() {
+        return Err(DeployError::NoKeystore(format!("{} {}", manifest.name, manifest.version)));
+    }
     let pin = manifest.members.iter().find(|p| p.name == entry.member).expect("verified manifests pin their components");
     let bytes = package.component_bytes(component_name).expect("verified packages hold their components");
     let what = format!("component `{component_name}` of {} {}", manifest.name, manifest.version);
@@ -410,5 +419,6 @@ fn load_blocking(
         grants: version.grants.clone(),
         effective: resolution.effective.iter().map(|c| c.to_string()).collect(),
         metrics: metrics.for_function(manifest.name.as_str(), &manifest.version.to_string()),
+        keystore: policy.keystore.clone(),
     })
 }

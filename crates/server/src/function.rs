@@ -9,7 +9,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use wasmzip_package::manifest::{Limits, RoutePrefix};
+use wasmzip_keystore::Keystore;
 use wasmzip_runtime::CapabilityPlan;
+use wasmzip_runtime::capabilities::crypto::{CryptoCtx, CryptoHost, CryptoView};
 use wasmzip_runtime::capabilities::network::{NameLookupView, NetworkGuard, add_name_lookup_to_linker};
 use wasmzip_runtime::limits::GuestLimiter;
 
@@ -90,6 +92,13 @@ pub struct RequestState {
     pub(crate) hooks: OutboundHooks,
     pub(crate) limiter: GuestLimiter,
     pub(crate) network: Arc<NetworkGuard>,
+    pub(crate) crypto: CryptoCtx,
+}
+
+impl CryptoView for RequestState {
+    fn crypto(&mut self) -> CryptoHost<'_> {
+        CryptoHost { ctx: &self.crypto, table: &mut self.table }
+    }
 }
 
 impl WasiView for RequestState {
@@ -114,12 +123,14 @@ impl NameLookupView for RequestState {
     }
 }
 
-/// The linker every function version uses: WASI 0.2, `wasi:http`, and our filtered name lookup.
+/// The linker every function version uses: WASI 0.2, `wasi:http`, our filtered name lookup, and
+/// `wasmzip:crypto`.
 pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<RequestState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     add_name_lookup_to_linker(&mut linker)?;
+    wasmzip_runtime::capabilities::crypto::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -149,6 +160,8 @@ pub struct LoadedFunction {
     pub effective: Vec<String>,
     /// Its metric handles.
     pub metrics: FunctionMetrics,
+    /// The server's keystore, for its `crypto:key:` grants.
+    pub keystore: Option<Arc<dyn Keystore>>,
 }
 
 #[cfg(test)]

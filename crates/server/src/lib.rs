@@ -62,6 +62,8 @@ pub struct ServeConfig {
     pub pool: PoolConfig,
     /// How long in-flight requests may take to finish at shutdown.
     pub grace_period: Duration,
+    /// The keystore shared by every request of every function granted keys (one session pool).
+    pub keystore: Option<Arc<dyn wasmzip_keystore::Keystore>>,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -123,6 +125,7 @@ pub async fn serve(
         mounts: config.mounts.clone(),
         env: config.env.clone(),
         resources_root: config.cache_dir.join("packages"),
+        keystore: config.keystore.clone(),
     };
     let store = LocalStore::open(&config.data_dir)?;
     let deployments = Arc::new(Deployments::open(runtime.clone(), Box::new(store), policy, metrics.clone()).await?);

@@ -18,6 +18,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{Error as HttpError, WasiHttpCtx, WasiHttpView};
 use wasmzip_runtime::audit::Auditor;
+use wasmzip_runtime::capabilities::crypto::CryptoCtx;
 use wasmzip_runtime::capabilities::network::NetworkGuard;
 use wasmzip_runtime::limits::{GuestLimiter, GuestLimits, MAX_RESOURCE_HANDLES};
 
@@ -154,6 +155,7 @@ async fn serve(
     let stderr = GuestLog::new(tag, "stderr");
     let audit = Auditor::new(format!("{}@{} request {id}", function.name, function.version));
     let guard = NetworkGuard::new(function.plan.network.clone(), audit.clone());
+    let crypto = CryptoCtx::new(function.plan.crypto.clone(), function.keystore.clone(), audit.clone());
     let mut builder = WasiCtxBuilder::new();
     builder.stdout(stdout.clone()).stderr(stderr.clone());
     if let Err(e) = function.plan.configure(&mut builder, &guard) {
@@ -182,6 +184,7 @@ async fn serve(
         hooks,
         limiter: GuestLimiter::new(&guest_limits),
         network: guard,
+        crypto,
     };
     let mut store = Store::new(shared.runtime.engine(), state);
     store.limiter(|s| &mut s.limiter);

@@ -4,6 +4,7 @@
 //! Always on, whatever is granted: stdio, wall and monotonic clocks, random numbers, and the package's
 //! own resources read-only at `/pkg`.
 
+pub mod crypto;
 pub mod env;
 pub mod filesystem;
 pub mod network;
@@ -15,6 +16,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmzip_package::Capability;
 use wasmzip_package::manifest::RESOURCES_GUEST_DIR;
 
+use self::crypto::CryptoGrants;
 use self::filesystem::{Mount, Preopen};
 use self::network::{NetworkGuard, NetworkPolicy};
 use crate::limits::MAX_RANDOM_BYTES;
@@ -51,6 +53,8 @@ pub struct CapabilityPlan {
     pub network: NetworkPolicy,
     /// Environment variables it sees.
     pub env: Vec<(String, String)>,
+    /// Host-held keys it may use, and for what.
+    pub crypto: Arc<CryptoGrants>,
 }
 
 impl CapabilityPlan {
@@ -71,6 +75,7 @@ impl CapabilityPlan {
             preopens,
             network: NetworkPolicy::from_capabilities(effective),
             env: env::plan_env(effective, env_overrides, &host_env),
+            crypto: Arc::new(CryptoGrants::from_capabilities(effective)),
         })
     }
 

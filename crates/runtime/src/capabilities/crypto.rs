@@ -1,0 +1,310 @@
+//! `crypto:key:NAME:OP`: the host side of `wasmzip:crypto` (see `wit/crypto.wit`).
+//!
+//! Guests name keys; the operator's [`Keystore`] holds them. Every call is checked against the typed
+//! grants built once from the effective capabilities. A key with no grant at all cannot be opened, and
+//! the guest gets `denied` whether or not the key exists, so it learns nothing about keys it was not
+//! given; an operation not granted on an opened key is `denied` too. The host audits every denial.
+//! Keystore faults reach the guest as a short message; the details go to the host log only.
+
+use std::sync::Arc;
+
+use sha2::Digest as _;
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmzip_keystore::{KeyName, KeyType, Keystore, KeystoreError, NONCE_BYTES, Operation};
+use wasmzip_package::Capability;
+use wasmzip_package::capability::{CryptoOp, KeyPattern};
+
+use crate::audit::Auditor;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "wasmzip:crypto/imports",
+        imports: { default: trappable },
+        with: {
+            "wasmzip:crypto/keys.key": super::KeyHandle,
+        },
+    });
+}
+
+use bindings::wasmzip::crypto::{hashing, keys, types};
+
+/// The effective `crypto:key:` capabilities, as typed rules.
+#[derive(Debug, Clone, Default)]
+pub struct CryptoGrants {
+    rules: Vec<(KeyPattern, CryptoOp)>,
+}
+
+impl CryptoGrants {
+    /// Collects the crypto capabilities among `effective`.
+    pub fn from_capabilities(effective: &[Capability]) -> Self {
+        let rules = effective
+            .iter()
+            .filter_map(|c| match c {
+                Capability::CryptoKey(k, o) => Some((k.clone(), *o)),
+                _ => None,
+            })
+            .collect();
+        CryptoGrants { rules }
+    }
+
+    /// Whether no key is granted at all (then no keystore is needed).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Whether any rule names the key `name`.
+    pub fn names(&self, name: &str) -> bool {
+        self.rules.iter().any(|(k, _)| k.matches(name))
+    }
+
+    /// Whether `operation` on `name` is granted.
+    pub fn allows(&self, name: &str, operation: Operation) -> bool {
+        let op = match operation {
+            Operation::Sign => CryptoOp::Sign,
+            Operation::Verify => CryptoOp::Verify,
+            Operation::Seal => CryptoOp::Seal,
+            Operation::Open => CryptoOp::Open,
+            Operation::Mac => CryptoOp::Mac,
+        };
+        self.rules.iter().any(|(k, o)| k.matches(name) && o.covers(op))
+    }
+}
+
+/// Per-instance crypto state: the grants, the process's keystore, and who to audit.
+#[derive(Clone)]
+pub struct CryptoCtx {
+    grants: Arc<CryptoGrants>,
+    keystore: Option<Arc<dyn Keystore>>,
+    audit: Auditor,
+}
+
+impl CryptoCtx {
+    /// A context for one instance. `keystore` may be absent only when `grants` is empty.
+    pub fn new(grants: Arc<CryptoGrants>, keystore: Option<Arc<dyn Keystore>>, audit: Auditor) -> Self {
+        CryptoCtx { grants, keystore, audit }
+    }
+}
+
+/// An opened key, as the guest's `key` resource: its name and type, no key material.
+#[derive(Debug)]
+pub struct KeyHandle {
+    name: KeyName,
+    key_type: KeyType,
+}
+
+/// What the `wasmzip:crypto` host functions work on: the context and the instance's resource table.
+pub struct CryptoHost<'a> {
+    /// The instance's crypto context.
+    pub ctx: &'a CryptoCtx,
+    /// The instance's resource table.
+    pub table: &'a mut ResourceTable,
+}
+
+/// A store's data that offers `wasmzip:crypto`.
+pub trait CryptoView: Send {
+    /// The crypto context and resource table.
+    fn crypto(&mut self) -> CryptoHost<'_>;
+}
+
+struct HasCrypto;
+
+impl HasData for HasCrypto {
+    type Data<'a> = CryptoHost<'a>;
+}
+
+/// Adds `wasmzip:crypto/keys` and `wasmzip:crypto/hashing` to `linker`.
+pub fn add_to_linker<T: CryptoView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    keys::add_to_linker::<T, HasCrypto>(linker, |t| t.crypto())?;
+    hashing::add_to_linker::<T, HasCrypto>(linker, |t| t.crypto())?;
+    types::add_to_linker::<T, HasCrypto>(linker, |t| t.crypto())?;
+    Ok(())
+}
+
+fn wit_type(t: KeyType) -> types::KeyType {
+    match t {
+        KeyType::Ed25519 => types::KeyType::Ed25519,
+        KeyType::P256 => types::KeyType::EcdsaP256,
+        KeyType::Aes256Gcm => types::KeyType::Aes256Gcm,
+        KeyType::HmacSha256 => types::KeyType::HmacSha256,
+    }
+}
+
+type GuestResult<T> = wasmtime::Result<Result<T, types::Error>>;
+
+impl CryptoHost<'_> {
+    /// The keystore, or the error the guest gets when none is configured.
+    fn keystore(&self) -> Result<&Arc<dyn Keystore>, types::Error> {
+        self.ctx.keystore.as_ref().ok_or_else(|| types::Error::Keystore("no keystore is configured on this host".into()))
+    }
+
+    /// Turns a keystore error into the guest's error, logging what the guest must not see.
+    fn guest_error(&self, key: &KeyName, error: KeystoreError) -> types::Error {
+        match error {
+            KeystoreError::NotFound(_) => types::Error::NotFound,
+            KeystoreError::UnknownVersion { version, .. } => types::Error::UnknownVersion(version),
+            KeystoreError::Unsupported { .. } => types::Error::Unsupported,
+            KeystoreError::AuthenticationFailed => types::Error::AuthenticationFailed,
+            KeystoreError::InvalidInput(why) => types::Error::InvalidInput(why),
+            other => {
+                tracing::error!(target: "wasmzip::crypto", key = %key, "keystore error: {other}");
+                types::Error::Keystore(format!("the keystore failed on key `{key}`; the host log has details"))
+            }
+        }
+    }
+
+    /// The opened key behind `handle`, if `operation` is granted on it (else audited and denied).
+    fn granted(&mut self, handle: &Resource<KeyHandle>, operation: Operation) -> wasmtime::Result<Result<KeyName, types::Error>> {
+        let key = self.table.get(handle)?;
+        if !operation.applies_to(key.key_type) {
+            return Ok(Err(types::Error::Unsupported));
+        }
+        if !self.ctx.grants.allows(key.name.as_str(), operation) {
+            self.ctx.audit.denied(&format!("{operation} with key `{}`", key.name), &format!("crypto:key:{}:{operation}", key.name));
+            return Ok(Err(types::Error::Denied));
+        }
+        Ok(Ok(key.name.clone()))
+    }
+
+    fn with_key<T>(
+        &mut self,
+        handle: &Resource<KeyHandle>,
+        operation: Operation,
+        f: impl FnOnce(&dyn Keystore, &KeyName) -> Result<T, KeystoreError>,
+    ) -> GuestResult<T> {
+        let name = match self.granted(handle, operation)? {
+            Ok(name) => name,
+            Err(e) => return Ok(Err(e)),
+        };
+        let keystore = match self.keystore() {
+            Ok(k) => k.clone(),
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(f(keystore.as_ref(), &name).map_err(|e| self.guest_error(&name, e)))
+    }
+}
+
+impl types::Host for CryptoHost<'_> {}
+
+impl hashing::Host for CryptoHost<'_> {
+    fn sha256(&mut self, data: Vec<u8>) -> wasmtime::Result<Vec<u8>> {
+        Ok(sha2::Sha256::digest(&data).to_vec())
+    }
+}
+
+impl keys::Host for CryptoHost<'_> {
+    fn open(&mut self, name: String) -> GuestResult<Resource<KeyHandle>> {
+        // Checked against the grants before the keystore is asked anything: an ungranted name is
+        // `denied` whether or not such a key exists.
+        if !self.ctx.grants.names(&name) {
+            let shown: String = name.chars().take(80).collect();
+            self.ctx.audit.denied(&format!("opening key `{shown}`"), &format!("crypto:key:{shown}:OP"));
+            return Ok(Err(types::Error::Denied));
+        }
+        let key = match KeyName::parse(&name) {
+            Ok(k) => k,
+            Err(why) => return Ok(Err(types::Error::InvalidInput(why))),
+        };
+        let keystore = match self.keystore() {
+            Ok(k) => k.clone(),
+            Err(e) => return Ok(Err(e)),
+        };
+        match keystore.info(&key) {
+            Ok(info) => Ok(Ok(self.table.push(KeyHandle { name: key, key_type: info.key_type })?)),
+            Err(e) => Ok(Err(self.guest_error(&key, e))),
+        }
+    }
+}
+
+impl keys::HostKey for CryptoHost<'_> {
+    fn name(&mut self, handle: Resource<KeyHandle>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&handle)?.name.to_string())
+    }
+
+    fn key_type(&mut self, handle: Resource<KeyHandle>) -> wasmtime::Result<types::KeyType> {
+        Ok(wit_type(self.table.get(&handle)?.key_type))
+    }
+
+    fn current_version(&mut self, handle: Resource<KeyHandle>) -> GuestResult<u32> {
+        let name = self.table.get(&handle)?.name.clone();
+        let keystore = match self.keystore() {
+            Ok(k) => k.clone(),
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(keystore.info(&name).map(|i| i.current()).map_err(|e| self.guest_error(&name, e)))
+    }
+
+    fn public_key(&mut self, handle: Resource<KeyHandle>, version: Option<u32>) -> GuestResult<types::PublicKey> {
+        self.with_key(&handle, Operation::Sign, |ks, name| {
+            let p = ks.public_key(name, version)?;
+            Ok(types::PublicKey { key_version: p.version, key_type: wit_type(p.key_type), spki_der: p.spki_der })
+        })
+    }
+
+    fn sign(&mut self, handle: Resource<KeyHandle>, message: Vec<u8>) -> GuestResult<types::Signature> {
+        self.with_key(&handle, Operation::Sign, |ks, name| {
+            let s = ks.sign(name, &message)?;
+            Ok(types::Signature { key_version: s.version, bytes: s.bytes })
+        })
+    }
+
+    fn verify(&mut self, handle: Resource<KeyHandle>, message: Vec<u8>, signature: types::Signature) -> GuestResult<bool> {
+        self.with_key(&handle, Operation::Verify, |ks, name| {
+            let sig = wasmzip_keystore::Signature { version: signature.key_version, bytes: signature.bytes };
+            ks.verify(name, &message, &sig)
+        })
+    }
+
+    fn seal(&mut self, handle: Resource<KeyHandle>, plaintext: Vec<u8>, aad: Vec<u8>) -> GuestResult<types::Sealed> {
+        self.with_key(&handle, Operation::Seal, |ks, name| {
+            let s = ks.seal(name, &plaintext, &aad)?;
+            Ok(types::Sealed { key_version: s.version, nonce: s.nonce.to_vec(), ciphertext: s.ciphertext })
+        })
+    }
+
+    fn open(&mut self, handle: Resource<KeyHandle>, sealed: types::Sealed, aad: Vec<u8>) -> GuestResult<Vec<u8>> {
+        self.with_key(&handle, Operation::Open, |ks, name| {
+            let nonce: [u8; NONCE_BYTES] = sealed.nonce.as_slice().try_into().map_err(|_| {
+                KeystoreError::InvalidInput(format!("a nonce is {NONCE_BYTES} bytes, not {}", sealed.nonce.len()))
+            })?;
+            let s = wasmzip_keystore::Sealed { version: sealed.key_version, nonce, ciphertext: sealed.ciphertext };
+            ks.open(name, &s, &aad)
+        })
+    }
+
+    fn tag(&mut self, handle: Resource<KeyHandle>, data: Vec<u8>) -> GuestResult<types::Tag> {
+        self.with_key(&handle, Operation::Mac, |ks, name| {
+            let t = ks.tag(name, &data)?;
+            Ok(types::Tag { key_version: t.version, bytes: t.bytes })
+        })
+    }
+
+    fn check(&mut self, handle: Resource<KeyHandle>, data: Vec<u8>, tag: types::Tag) -> GuestResult<bool> {
+        self.with_key(&handle, Operation::Mac, |ks, name| {
+            ks.check(name, &data, &wasmzip_keystore::Tag { version: tag.key_version, bytes: tag.bytes })
+        })
+    }
+
+    fn drop(&mut self, handle: Resource<KeyHandle>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_by_key_and_operation() {
+        let caps: Vec<Capability> =
+            ["crypto:key:pay:sign", "crypto:key:vault:*", "env:X"].iter().map(|t| t.parse().unwrap()).collect();
+        let g = CryptoGrants::from_capabilities(&caps);
+        assert!(g.names("pay") && g.names("vault") && !g.names("other"));
+        assert!(g.allows("pay", Operation::Sign));
+        assert!(!g.allows("pay", Operation::Verify));
+        assert!(g.allows("vault", Operation::Open) && g.allows("vault", Operation::Mac));
+        assert!(!g.allows("other", Operation::Sign));
+        assert!(CryptoGrants::from_capabilities(&[]).is_empty());
+    }
+}
