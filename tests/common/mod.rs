@@ -47,6 +47,19 @@ fn shared_cache() -> &'static Path {
 pub fn wasmzip() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmzip"));
     cmd.env("WASMZIP_CACHE_DIR", shared_cache()).env_remove("WASMZIP_TRUST").env_remove("WASMZIP_LOG");
+    // Keystore settings come from each test, never from the environment the tests run in.
+    for var in [
+        "WASMZIP_KEYSTORE",
+        "WASMZIP_KEYSTORE_DIR",
+        "WASMZIP_KEYSTORE_PASSPHRASE",
+        "WASMZIP_KEYSTORE_PASSPHRASE_FILE",
+        "WASMZIP_PKCS11_MODULE",
+        "WASMZIP_PKCS11_TOKEN",
+        "WASMZIP_PKCS11_PIN",
+        "WASMZIP_PKCS11_PIN_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
     cmd
 }
 
