@@ -289,6 +289,10 @@ fn ungranted_keys_and_operations_are_denied(kind: Kind) {
     // The package requests open, but the operator granted only seal.
     let r = keys.vault(&ws, &pkg, &["crypto:key:vault-key:seal"], &["open", "vault-key", "/data/s", "/data/o"]);
     r.expect_code(VAULT_DENIED).stderr_has(&["denied", "crypto:key:vault-key:open"]);
+    // And the other way round (`seal` reads its input straight from guest memory; the check comes first).
+    let r = keys.vault(&ws, &pkg, &["crypto:key:vault-key:open"], &["seal", "vault-key", "/data/plain.txt", "/data/s2"]);
+    r.expect_code(VAULT_DENIED).stderr_has(&["denied", "crypto:key:vault-key:seal"]);
+    assert!(!ws.path("data/s2").exists());
     // A key that exists but is not granted and one that does not exist look the same to the guest.
     let exists = keys.vault(&ws, &pkg, &["crypto:key:vault-key:*"], &["seal", "other", "/data/plain.txt", "/data/o"]);
     let absent = keys.vault(&ws, &pkg, &["crypto:key:vault-key:*"], &["seal", "ghost", "/data/plain.txt", "/data/o"]);

@@ -5,11 +5,15 @@
 //! the guest gets `denied` whether or not the key exists, so it learns nothing about keys it was not
 //! given; an operation not granted on an opened key is `denied` too. The host audits every denial.
 //! Keystore faults reach the guest as a short message; the details go to the host log only.
+//!
+//! `sign`, `seal` and `tag` read their message straight from guest memory (see
+//! [`add_to_linker`]): a 1 MiB seal is not first copied into a host buffer.
 
 use std::sync::Arc;
 
 use sha2::Digest as _;
-use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime::StoreContextMut;
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable, WasmList};
 use wasmzip_keystore::{KeyName, KeyType, Keystore, KeystoreError, NONCE_BYTES, Operation};
 use wasmzip_package::Capability;
 use wasmzip_package::capability::{CryptoOp, KeyPattern};
@@ -113,12 +117,83 @@ impl HasData for HasCrypto {
     type Data<'a> = CryptoHost<'a>;
 }
 
+/// The instance name of the `keys` interface.
+const KEYS_INTERFACE: &str = "wasmzip:crypto/keys@0.1.0";
+
 /// Adds `wasmzip:crypto/keys` and `wasmzip:crypto/hashing` to `linker`.
+///
+/// The generated bindings lift every `list<u8>` argument into a new `Vec`. For the calls that take
+/// bulk data one way (`sign`, `seal`, `tag`), definitions that borrow the bytes from guest memory
+/// for the length of the call replace the generated ones; the store is not touched meanwhile.
 pub fn add_to_linker<T: CryptoView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     keys::add_to_linker::<T, HasCrypto>(linker, |t| t.crypto())?;
     hashing::add_to_linker::<T, HasCrypto>(linker, |t| t.crypto())?;
     types::add_to_linker::<T, HasCrypto>(linker, |t| t.crypto())?;
+
+    linker.allow_shadowing(true);
+    let mut keys = linker.instance(KEYS_INTERFACE)?;
+    keys.func_wrap(
+        "[method]key.sign",
+        |mut store: StoreContextMut<'_, T>, (handle, message): (Resource<KeyHandle>, WasmList<u8>)| {
+            let (name, keystore) = match store.data_mut().crypto().authorize(&handle, Operation::Sign)? {
+                Ok(granted) => granted,
+                Err(e) => return Ok((Err(e),)),
+            };
+            Ok((sign(keystore.as_ref(), &name, message.as_le_slice(&store)),))
+        },
+    )?;
+    keys.func_wrap(
+        "[method]key.seal",
+        |mut store: StoreContextMut<'_, T>, (handle, plaintext, aad): (Resource<KeyHandle>, WasmList<u8>, WasmList<u8>)| {
+            let (name, keystore) = match store.data_mut().crypto().authorize(&handle, Operation::Seal)? {
+                Ok(granted) => granted,
+                Err(e) => return Ok((Err(e),)),
+            };
+            Ok((seal(keystore.as_ref(), &name, plaintext.as_le_slice(&store), aad.as_le_slice(&store)),))
+        },
+    )?;
+    keys.func_wrap(
+        "[method]key.tag",
+        |mut store: StoreContextMut<'_, T>, (handle, data): (Resource<KeyHandle>, WasmList<u8>)| {
+            let (name, keystore) = match store.data_mut().crypto().authorize(&handle, Operation::Mac)? {
+                Ok(granted) => granted,
+                Err(e) => return Ok((Err(e),)),
+            };
+            Ok((tag(keystore.as_ref(), &name, data.as_le_slice(&store)),))
+        },
+    )?;
+    linker.allow_shadowing(false);
     Ok(())
+}
+
+/// Turns a keystore error into the guest's error, logging what the guest must not see.
+fn guest_error(key: &KeyName, error: KeystoreError) -> types::Error {
+    match error {
+        KeystoreError::NotFound(_) => types::Error::NotFound,
+        KeystoreError::UnknownVersion { version, .. } => types::Error::UnknownVersion(version),
+        KeystoreError::Unsupported { .. } => types::Error::Unsupported,
+        KeystoreError::AuthenticationFailed => types::Error::AuthenticationFailed,
+        KeystoreError::InvalidInput(why) => types::Error::InvalidInput(why),
+        other => {
+            tracing::error!(target: "wasmzip::crypto", key = %key, "keystore error: {other}");
+            types::Error::Keystore(format!("the keystore failed on key `{key}`; the host log has details"))
+        }
+    }
+}
+
+fn sign(keystore: &dyn Keystore, name: &KeyName, message: &[u8]) -> Result<types::Signature, types::Error> {
+    let s = keystore.sign(name, message).map_err(|e| guest_error(name, e))?;
+    Ok(types::Signature { key_version: s.version, bytes: s.bytes })
+}
+
+fn seal(keystore: &dyn Keystore, name: &KeyName, plaintext: &[u8], aad: &[u8]) -> Result<types::Sealed, types::Error> {
+    let s = keystore.seal(name, plaintext, aad).map_err(|e| guest_error(name, e))?;
+    Ok(types::Sealed { key_version: s.version, nonce: s.nonce.to_vec(), ciphertext: s.ciphertext })
+}
+
+fn tag(keystore: &dyn Keystore, name: &KeyName, data: &[u8]) -> Result<types::Tag, types::Error> {
+    let t = keystore.tag(name, data).map_err(|e| guest_error(name, e))?;
+    Ok(types::Tag { key_version: t.version, bytes: t.bytes })
 }
 
 fn wit_type(t: KeyType) -> types::KeyType {
@@ -138,21 +213,6 @@ impl CryptoHost<'_> {
         self.ctx.keystore.as_ref().ok_or_else(|| types::Error::Keystore("no keystore is configured on this host".into()))
     }
 
-    /// Turns a keystore error into the guest's error, logging what the guest must not see.
-    fn guest_error(&self, key: &KeyName, error: KeystoreError) -> types::Error {
-        match error {
-            KeystoreError::NotFound(_) => types::Error::NotFound,
-            KeystoreError::UnknownVersion { version, .. } => types::Error::UnknownVersion(version),
-            KeystoreError::Unsupported { .. } => types::Error::Unsupported,
-            KeystoreError::AuthenticationFailed => types::Error::AuthenticationFailed,
-            KeystoreError::InvalidInput(why) => types::Error::InvalidInput(why),
-            other => {
-                tracing::error!(target: "wasmzip::crypto", key = %key, "keystore error: {other}");
-                types::Error::Keystore(format!("the keystore failed on key `{key}`; the host log has details"))
-            }
-        }
-    }
-
     /// The opened key behind `handle`, if `operation` is granted on it (else audited and denied).
     fn granted(&mut self, handle: &Resource<KeyHandle>, operation: Operation) -> wasmtime::Result<Result<KeyName, types::Error>> {
         let key = self.table.get(handle)?;
@@ -166,21 +226,22 @@ impl CryptoHost<'_> {
         Ok(Ok(key.name.clone()))
     }
 
+    /// The key's name and the keystore, if `operation` is granted on the key behind `handle`.
+    fn authorize(&mut self, handle: &Resource<KeyHandle>, operation: Operation) -> GuestResult<(KeyName, Arc<dyn Keystore>)> {
+        let name = match self.granted(handle, operation)? {
+            Ok(name) => name,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(self.keystore().map(|k| (name, k.clone())))
+    }
+
     fn with_key<T>(
         &mut self,
         handle: &Resource<KeyHandle>,
         operation: Operation,
         f: impl FnOnce(&dyn Keystore, &KeyName) -> Result<T, KeystoreError>,
     ) -> GuestResult<T> {
-        let name = match self.granted(handle, operation)? {
-            Ok(name) => name,
-            Err(e) => return Ok(Err(e)),
-        };
-        let keystore = match self.keystore() {
-            Ok(k) => k.clone(),
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(f(keystore.as_ref(), &name).map_err(|e| self.guest_error(&name, e)))
+        Ok(self.authorize(handle, operation)?.and_then(|(name, keystore)| f(keystore.as_ref(), &name).map_err(|e| guest_error(&name, e))))
     }
 }
 
@@ -211,7 +272,7 @@ impl keys::Host for CryptoHost<'_> {
         };
         match keystore.info(&key) {
             Ok(info) => Ok(Ok(self.table.push(KeyHandle { name: key, key_type: info.key_type })?)),
-            Err(e) => Ok(Err(self.guest_error(&key, e))),
+            Err(e) => Ok(Err(guest_error(&key, e))),
         }
     }
 }
@@ -231,7 +292,7 @@ impl keys::HostKey for CryptoHost<'_> {
             Ok(k) => k.clone(),
             Err(e) => return Ok(Err(e)),
         };
-        Ok(keystore.info(&name).map(|i| i.current()).map_err(|e| self.guest_error(&name, e)))
+        Ok(keystore.info(&name).map(|i| i.current()).map_err(|e| guest_error(&name, e)))
     }
 
     fn public_key(&mut self, handle: Resource<KeyHandle>, version: Option<u32>) -> GuestResult<types::PublicKey> {
@@ -241,11 +302,10 @@ impl keys::HostKey for CryptoHost<'_> {
         })
     }
 
+    // `sign`, `seal` and `tag` are replaced in the linker by definitions that borrow their input
+    // (see `add_to_linker`); these serve the same calls through the generated bindings.
     fn sign(&mut self, handle: Resource<KeyHandle>, message: Vec<u8>) -> GuestResult<types::Signature> {
-        self.with_key(&handle, Operation::Sign, |ks, name| {
-            let s = ks.sign(name, &message)?;
-            Ok(types::Signature { key_version: s.version, bytes: s.bytes })
-        })
+        Ok(self.authorize(&handle, Operation::Sign)?.and_then(|(name, ks)| sign(ks.as_ref(), &name, &message)))
     }
 
     fn verify(&mut self, handle: Resource<KeyHandle>, message: Vec<u8>, signature: types::Signature) -> GuestResult<bool> {
@@ -256,10 +316,7 @@ impl keys::HostKey for CryptoHost<'_> {
     }
 
     fn seal(&mut self, handle: Resource<KeyHandle>, plaintext: Vec<u8>, aad: Vec<u8>) -> GuestResult<types::Sealed> {
-        self.with_key(&handle, Operation::Seal, |ks, name| {
-            let s = ks.seal(name, &plaintext, &aad)?;
-            Ok(types::Sealed { key_version: s.version, nonce: s.nonce.to_vec(), ciphertext: s.ciphertext })
-        })
+        Ok(self.authorize(&handle, Operation::Seal)?.and_then(|(name, ks)| seal(ks.as_ref(), &name, &plaintext, &aad)))
     }
 
     fn open(&mut self, handle: Resource<KeyHandle>, sealed: types::Sealed, aad: Vec<u8>) -> GuestResult<Vec<u8>> {
@@ -273,10 +330,7 @@ impl keys::HostKey for CryptoHost<'_> {
     }
 
     fn tag(&mut self, handle: Resource<KeyHandle>, data: Vec<u8>) -> GuestResult<types::Tag> {
-        self.with_key(&handle, Operation::Mac, |ks, name| {
-            let t = ks.tag(name, &data)?;
-            Ok(types::Tag { key_version: t.version, bytes: t.bytes })
-        })
+        Ok(self.authorize(&handle, Operation::Mac)?.and_then(|(name, ks)| tag(ks.as_ref(), &name, &data)))
     }
 
     fn check(&mut self, handle: Resource<KeyHandle>, data: Vec<u8>, tag: types::Tag) -> GuestResult<bool> {
