@@ -26,6 +26,52 @@ pub enum Capability {
     Env(EnvPattern),
     /// `crypto:key:NAME:OP`: use the host-held key `NAME` (`*`: every key) for `OP`.
     CryptoKey(KeyPattern, CryptoOp),
+    /// `nn:model:NAME`: load the package's model `NAME` (`*`: every model) through wasi-nn.
+    NnModel(ModelPattern),
+}
+
+/// Which models an `nn:model:` token names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ModelPattern {
+    /// `*`: every model of the package.
+    Any,
+    /// One model, named as in `[models.NAME]`.
+    Name(String),
+}
+
+impl ModelPattern {
+    /// Whether this pattern names every model that `other` names.
+    pub fn covers(&self, other: &ModelPattern) -> bool {
+        match (self, other) {
+            (ModelPattern::Any, _) => true,
+            (ModelPattern::Name(a), ModelPattern::Name(b)) => a == b,
+            (ModelPattern::Name(_), ModelPattern::Any) => false,
+        }
+    }
+
+    /// Whether this pattern names the model `name`.
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            ModelPattern::Any => true,
+            ModelPattern::Name(n) => n == name,
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, (usize, String)> {
+        if text == "*" {
+            return Ok(ModelPattern::Any);
+        }
+        crate::manifest::Name::parse(text).map(|n| ModelPattern::Name(n.as_str().to_string())).map_err(|e| (1, e))
+    }
+}
+
+impl fmt::Display for ModelPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelPattern::Any => f.write_str("*"),
+            ModelPattern::Name(n) => f.write_str(n),
+        }
+    }
 }
 
 /// Longest key name in a `crypto:key:` token, in bytes (the keystore's limit).
@@ -446,17 +492,19 @@ impl Capability {
             (NetworkInbound(g), NetworkInbound(r)) => g.covers(r),
             (Env(g), Env(r)) => g.covers(r),
             (CryptoKey(gk, go), CryptoKey(rk, ro)) => gk.covers(rk) && go.covers(*ro),
+            (NnModel(g), NnModel(r)) => g.covers(r),
             _ => false,
         }
     }
 
-    /// The domain of the token (`filesystem`, `network`, `env`, `crypto`).
+    /// The domain of the token (`filesystem`, `network`, `env`, `crypto`, `nn`).
     pub fn domain(&self) -> &'static str {
         match self {
             Capability::FilesystemRead(_) | Capability::FilesystemWrite(_) => "filesystem",
             Capability::NetworkOutbound(..) | Capability::NetworkInbound(_) => "network",
             Capability::Env(_) => "env",
             Capability::CryptoKey(..) => "crypto",
+            Capability::NnModel(_) => "nn",
         }
     }
 }
@@ -476,7 +524,7 @@ impl FromStr for Capability {
         // Positions are reported in characters; every fixed part of the grammar is ASCII.
         let char_pos = |byte: usize| token[..byte.min(token.len())].chars().count() + 1;
         let (domain, rest) = token.split_once(':').ok_or_else(|| {
-            fail(token.chars().count() + 1, "expected `DOMAIN:...` (filesystem, network, env or crypto)".into())
+            fail(token.chars().count() + 1, "expected `DOMAIN:...` (filesystem, network, env, crypto or nn)".into())
         })?;
         let rest_at = domain.len() + 1;
         let sub = |at: usize, r: Result<Capability, (usize, String)>| {
@@ -544,7 +592,13 @@ impl FromStr for Capability {
                 let op = CryptoOp::parse(op).map_err(|(p, r)| fail(char_pos(name_at + name.len() + 1 + p - 1), r))?;
                 Ok(Capability::CryptoKey(key, op))
             }
-            _ => Err(fail(1, format!("unknown capability domain `{domain}`: use filesystem, network, env or crypto"))),
+            "nn" => {
+                let Some(name) = rest.strip_prefix("model:") else {
+                    return Err(fail(char_pos(rest_at), "expected `nn:model:NAME` (the only nn kind is `model`)".into()));
+                };
+                sub(rest_at + 6, ModelPattern::parse(name).map(Capability::NnModel))
+            }
+            _ => Err(fail(1, format!("unknown capability domain `{domain}`: use filesystem, network, env, crypto or nn"))),
         }
     }
 }
@@ -559,6 +613,7 @@ impl fmt::Display for Capability {
             Capability::NetworkInbound(p) => write!(f, "network:inbound:{p}"),
             Capability::Env(e) => write!(f, "env:{e}"),
             Capability::CryptoKey(k, o) => write!(f, "crypto:key:{k}:{o}"),
+            Capability::NnModel(m) => write!(f, "nn:model:{m}"),
         }
     }
 }
@@ -625,6 +680,8 @@ mod tests {
             "crypto:key:payments:sign",
             "crypto:key:vault.v2:*",
             "crypto:key:*:verify",
+            "nn:model:orientation",
+            "nn:model:*",
         ] {
             assert_eq!(cap(t).to_string(), t);
         }
@@ -664,6 +721,8 @@ mod tests {
             ("crypto:key:-x:sign", 12, "start with"),
             ("crypto:key:payments:decrypt", 21, "unknown key operation"),
             ("crypto:key:payments", 20, "operation is missing"),
+            ("nn:graph:x", 4, "nn:model:NAME"),
+            ("nn:model:Mobile_Net", 10, "a-z"),
         ];
         for (token, position, reason) in cases {
             let err = token.parse::<Capability>().expect_err(token);
@@ -695,6 +754,9 @@ mod tests {
         assert!(!cap("crypto:key:payments:sign").covers(&cap("crypto:key:payments:verify")));
         assert!(!cap("crypto:key:payments:sign").covers(&cap("crypto:key:*:sign")));
         assert!(!cap("crypto:key:payments:sign").covers(&cap("crypto:key:payments2:sign")));
+        assert!(cap("nn:model:*").covers(&cap("nn:model:orientation")));
+        assert!(!cap("nn:model:orientation").covers(&cap("nn:model:*")));
+        assert!(!cap("nn:model:a").covers(&cap("nn:model:b")));
     }
 
     #[test]

@@ -37,6 +37,57 @@ impl fmt::Display for World {
     }
 }
 
+/// Where a model runs: chosen per model in the manifest, and the operator may override it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelTarget {
+    /// The CPU (the default).
+    #[default]
+    Cpu,
+    /// A GPU; loading fails with a clear error when none is usable.
+    Gpu,
+    /// A GPU when one is usable, else the CPU.
+    Auto,
+}
+
+impl fmt::Display for ModelTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ModelTarget::Cpu => "cpu",
+            ModelTarget::Gpu => "gpu",
+            ModelTarget::Auto => "auto",
+        })
+    }
+}
+
+impl std::str::FromStr for ModelTarget {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(ModelTarget::Cpu),
+            "gpu" => Ok(ModelTarget::Gpu),
+            "auto" => Ok(ModelTarget::Auto),
+            _ => Err(format!("unknown model target `{s}`: use cpu, gpu or auto")),
+        }
+    }
+}
+
+/// How a model's bytes are encoded. Only ONNX is supported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelEncoding {
+    /// An ONNX protobuf file.
+    #[default]
+    Onnx,
+}
+
+impl fmt::Display for ModelEncoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("onnx")
+    }
+}
+
 /// Longest route prefix, in bytes.
 pub const MAX_ROUTE_LEN: usize = 512;
 /// Most routes one component may claim.
@@ -224,6 +275,23 @@ pub struct AuthorManifest {
     pub package: AuthorPackage,
     /// `[components.NAME]`: one table per component.
     pub components: BTreeMap<Name, AuthorComponent>,
+    /// `[models.NAME]`: models guests load by name through wasi-nn.
+    #[serde(default)]
+    pub models: BTreeMap<Name, AuthorModel>,
+}
+
+/// `[models.NAME]` in `wasmzip.toml`: a model file shipped as a resource.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorModel {
+    /// Path of the model file, relative to the manifest; it becomes the member `resources/PATH`.
+    pub file: PathBuf,
+    /// Its encoding (`onnx`, the default).
+    #[serde(default)]
+    pub encoding: ModelEncoding,
+    /// Where it runs (`cpu`, the default; `gpu`; `auto`).
+    #[serde(default)]
+    pub target: ModelTarget,
 }
 
 /// `[package]` in `wasmzip.toml`.
@@ -370,6 +438,9 @@ pub struct PackageManifest {
     /// The components, by name (a repeated name is an error, not "last one wins").
     #[serde(deserialize_with = "unique_keys")]
     pub components: BTreeMap<Name, ComponentEntry>,
+    /// Models guests load by name, each a pinned resource.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "unique_keys")]
+    pub models: BTreeMap<Name, ModelEntry>,
     /// Every member except `manifest.json` and `signature.dsse.json`, in archive order.
     pub members: Vec<MemberPin>,
 }
@@ -426,6 +497,25 @@ impl ComponentEntry {
         } else {
             self.routes.clone()
         }
+    }
+}
+
+/// One model in `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    /// The pinned member holding the model (under `resources/`).
+    pub member: String,
+    /// Its encoding.
+    pub encoding: ModelEncoding,
+    /// Where it runs unless the operator says otherwise.
+    pub target: ModelTarget,
+}
+
+impl ModelEntry {
+    /// The model's path relative to the package's extracted resources directory.
+    pub fn resource_path(&self) -> &str {
+        self.member.strip_prefix("resources/").unwrap_or(&self.member)
     }
 }
 
@@ -502,6 +592,11 @@ impl PackageManifest {
             }
             let http_limits = l.request_body_bytes.is_some() || l.response_body_bytes.is_some() || l.header_bytes.is_some() || l.outbound_requests.is_some();
             check_world_fields(component.world, &component.routes, http_limits).map_err(|m| bad(format!("component `{name}`: {m}")))?;
+        }
+        for (name, model) in &manifest.models {
+            if !model.member.starts_with("resources/") || !manifest.members.iter().any(|m| m.name == model.member) {
+                return Err(bad(format!("model `{name}` names member `{}`, which is not a pinned resource", model.member)));
+            }
         }
         let mut names = std::collections::BTreeSet::new();
         for pin in &manifest.members {
@@ -588,6 +683,17 @@ limits = { memory = "64MiB", timeout = "5s" }
     }
 
     #[test]
+    fn models_table() {
+        let m = parse(&format!("{GOOD}\n[models.orientation]\nfile = \"m.onnx\"\ntarget = \"gpu\"\n")).unwrap();
+        let model = &m.models[&Name::parse("orientation").unwrap()];
+        assert_eq!((model.target, model.encoding), (ModelTarget::Gpu, ModelEncoding::Onnx));
+        let err = parse(&format!("{GOOD}\n[models.orientation]\nfile = \"m.onnx\"\nencoding = \"tflite\"\n")).unwrap_err();
+        assert!(err.contains("tflite") && err.contains("line 14"), "{err}");
+        let err = parse(&format!("{GOOD}\n[models.Orientation]\nfile = \"m.onnx\"\n")).unwrap_err();
+        assert!(err.contains("a-z"), "{err}");
+    }
+
+    #[test]
     fn reserved_pkg_dir() {
         let err = parse(&GOOD.replace("filesystem:read:/data", "filesystem:write:/pkg/x")).unwrap_err();
         assert!(err.contains("reserved"), "{err}");
@@ -644,6 +750,18 @@ limits = { memory = "64MiB", timeout = "5s" }
         assert!(PackageManifest::from_bytes(&stray).unwrap_err().to_string().contains("other/x"));
         let empty = manifest_json("{}", "[]");
         assert!(PackageManifest::from_bytes(&empty).unwrap_err().to_string().contains("at least one component"));
+        let with_model = |member: &str, pins: &str| {
+            format!(r#"{{"schema":1,"name":"a","version":"1.0.0","components":{{{COMPONENT_A}}},"models":{{"m":{{"member":"{member}","encoding":"onnx","target":"auto"}}}},"members":[{PIN_A}{pins}]}}"#)
+        };
+        let model = PackageManifest::from_bytes(with_model("resources/m.onnx", &format!(",{}", pin("resources/m.onnx"))).as_bytes()).unwrap();
+        assert_eq!(model.models[&Name::parse("m").unwrap()].target, ModelTarget::Auto);
+        assert_eq!(model.models[&Name::parse("m").unwrap()].resource_path(), "m.onnx");
+        let unpinned = PackageManifest::from_bytes(with_model("resources/m.onnx", "").as_bytes()).unwrap_err().to_string();
+        assert!(unpinned.contains("model `m`") && unpinned.contains("not a pinned resource"), "{unpinned}");
+        let component = PackageManifest::from_bytes(with_model("components/a.wasm", "").as_bytes()).unwrap_err().to_string();
+        assert!(component.contains("not a pinned resource"), "{component}");
+        let target = with_model("resources/m.onnx", &format!(",{}", pin("resources/m.onnx"))).replace("auto", "tpu");
+        assert!(PackageManifest::from_bytes(target.as_bytes()).unwrap_err().to_string().contains("tpu"));
         let zero = manifest_json(&format!("{{{}}}", COMPONENT_A.replace("{}", r#"{"timeout_ms":0}"#)), &format!("[{PIN_A}]"));
         assert!(PackageManifest::from_bytes(&zero).unwrap_err().to_string().contains("greater than zero"));
     }

@@ -8,7 +8,7 @@ use std::path::{Component as PathComponent, Path, PathBuf};
 use crate::archive::{self, ArchiveWriter, Compression};
 use crate::error::PackageError;
 use crate::hashing::{HashingReader, sha256_file};
-use crate::manifest::{AuthorManifest, ComponentEntry, Limits, MANIFEST_SCHEMA, MemberPin, PackageManifest};
+use crate::manifest::{AuthorManifest, ComponentEntry, Limits, MANIFEST_SCHEMA, MemberPin, ModelEntry, PackageManifest};
 use crate::signing::SigningKey;
 use crate::{MANIFEST_MEMBER, MAX_COMPONENT_SIZE, SIGNATURE_MEMBER, STORE_UNCOMPRESSED_FROM};
 
@@ -93,6 +93,21 @@ pub fn pack(manifest_path: &Path, key: Option<&SigningKey>, output: Option<&Path
     for entry in &author.package.resources {
         collect_resources(base, entry, &mut resources).map_err(|m| input_error("resources".into(), m))?;
     }
+    // A model is an ordinary resource: listed under `resources` or not, its file becomes a member.
+    let mut models = BTreeMap::new();
+    for (name, model) in &author.models {
+        let key = format!("models.{name}.file");
+        let before: Vec<String> = resources.keys().cloned().collect();
+        let mut one = BTreeMap::new();
+        collect_resources(base, &model.file, &mut one).map_err(|m| input_error(key.clone(), m))?;
+        let (Some((member, path)), None) = (one.pop_first(), one.pop_first()) else {
+            return Err(input_error(key, format!("{} must be a single file, not a directory", model.file.display())));
+        };
+        if !before.contains(&member) {
+            resources.insert(member.clone(), path);
+        }
+        models.insert(name.clone(), ModelEntry { member, encoding: model.encoding, target: model.target });
+    }
     for (member, path) in resources {
         let (sha256, size) = sha256_file(&path)?;
         let compression = if size >= STORE_UNCOMPRESSED_FROM { Compression::Stored } else { Compression::Deflated };
@@ -108,6 +123,7 @@ pub fn pack(manifest_path: &Path, key: Option<&SigningKey>, output: Option<&Path
         version: author.package.version.clone(),
         description: author.package.description.clone(),
         components,
+        models,
         members: inputs.iter().map(|i| i.pin.clone()).collect(),
     };
     let manifest_bytes = manifest.to_bytes();

@@ -93,6 +93,8 @@ pub struct PackageReport {
     pub claimed_signers: Vec<KeyId>,
     /// The bytes of each component.
     pub components: BTreeMap<Name, Arc<[u8]>>,
+    /// The bytes of each model, checked against its pin.
+    pub models: BTreeMap<Name, Vec<u8>>,
 }
 
 /// Opens, verifies and trusts a package, in this order: archive structure, manifest, signature and
@@ -116,7 +118,12 @@ pub fn inspect_package(path: &Path) -> Result<PackageReport, PackageError> {
     let claimed_signers = opened.envelope.as_ref().map(|e| e.key_ids()).unwrap_or_default();
     opened.check_member_set()?;
     let (components, _) = opened.read_members(ResourceSink::Discard)?;
-    Ok(PackageReport { digest: sha256_hex(&opened.manifest_bytes), manifest: opened.manifest, claimed_signers, components })
+    let mut models = BTreeMap::new();
+    for (name, model) in opened.manifest.models.clone() {
+        let pin = opened.manifest.members.iter().find(|p| p.name == model.member).cloned().expect("checked in PackageManifest::from_bytes");
+        models.insert(name, opened.read_pinned(&pin, Vec::with_capacity(pin.size as usize))?);
+    }
+    Ok(PackageReport { digest: sha256_hex(&opened.manifest_bytes), manifest: opened.manifest, claimed_signers, components, models })
 }
 
 struct Opened {
