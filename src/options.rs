@@ -8,6 +8,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use wasmzip_package::manifest::{ByteSize, parse_duration};
 use wasmzip_keystore::{Keystore, KeystoreConfig, SecretSource};
+use wasmzip_nn::{BackendChoice, NnConfig};
+use wasmzip_package::manifest::ModelTarget;
 use wasmzip_package::{Capability, PublicKey, TrustPolicy};
 use wasmzip_runtime::GuestLimits;
 use wasmzip_runtime::capabilities::filesystem::Mount;
@@ -235,5 +237,50 @@ impl KeystoreOptions {
     pub fn open(&self, create: bool) -> Result<Arc<dyn Keystore>> {
         let config = self.config()?;
         wasmzip_keystore::open_keystore(&config, create).context("cannot open the keystore")
+    }
+}
+
+/// Which ONNX back-end runs models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NnBackend {
+    /// tract: pure Rust, nothing to install (GPU with a `--features cuda` build).
+    Tract,
+    /// ONNX Runtime, loaded from --onnxruntime-lib (a `--features ort` build).
+    Onnxruntime,
+}
+
+/// How wasi-nn models are loaded and where they run.
+#[derive(Debug, Args)]
+pub struct NnOptions {
+    /// ONNX back-end.
+    #[arg(long, value_enum, default_value_t = NnBackend::Tract, env = "WASMZIP_NN_BACKEND", value_name = "BACKEND")]
+    pub nn_backend: NnBackend,
+    /// The ONNX Runtime shared library (`libonnxruntime.so`) for `--nn-backend onnxruntime`.
+    #[arg(long, value_name = "PATH", env = "WASMZIP_ONNXRUNTIME_LIB")]
+    pub onnxruntime_lib: Option<PathBuf>,
+    /// Run every model on this target instead of the one its manifest names: cpu, gpu or auto (GPU
+    /// when one is usable, else CPU). `gpu` without a usable GPU is an error, never a fallback.
+    #[arg(long, value_name = "TARGET", value_parser = |s: &str| s.parse::<ModelTarget>())]
+    pub nn_target: Option<ModelTarget>,
+    /// Most model bytes one package (deployment) may load.
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| ByteSize::parse(s))]
+    pub max_model_memory: Option<ByteSize>,
+}
+
+impl NnOptions {
+    /// The model-loading configuration these options describe.
+    pub fn config(&self) -> Result<NnConfig> {
+        let backend = match (self.nn_backend, &self.onnxruntime_lib) {
+            (NnBackend::Tract, None) => BackendChoice::Tract,
+            (NnBackend::Tract, Some(_)) => bail!("--onnxruntime-lib needs --nn-backend onnxruntime"),
+            (NnBackend::Onnxruntime, Some(lib)) => BackendChoice::OnnxRuntime(lib.clone()),
+            (NnBackend::Onnxruntime, None) => bail!("--nn-backend onnxruntime needs --onnxruntime-lib PATH (libonnxruntime.so)"),
+        };
+        Ok(NnConfig { backend, target: self.nn_target })
+    }
+
+    /// The cap on model bytes per package.
+    pub fn max_model_bytes(&self) -> u64 {
+        self.max_model_memory.map(|b| b.0).unwrap_or(wasmzip_runtime::capabilities::nn::DEFAULT_MAX_MODEL_BYTES)
     }
 }

@@ -29,6 +29,13 @@ pub fn run(args: InspectArgs) -> Result<u8> {
         components.push((name, entry, world, warnings));
     }
     let signers: Vec<String> = report.claimed_signers.iter().map(|k| k.to_string()).collect();
+    let mut models = Vec::new();
+    for (name, entry) in &m.models {
+        let pin = m.members.iter().find(|p| p.name == entry.member).expect("models are pinned");
+        let bytes = report.models.get(name).expect("every model was read");
+        let info = wasmzip_nn::describe_onnx(name.as_str(), bytes)?;
+        models.push((name, entry, pin, info));
+    }
 
     if args.json {
         let value = json!({
@@ -48,6 +55,21 @@ pub fn run(args: InspectArgs) -> Result<u8> {
                 "exports": world.exports,
                 "warnings": warnings,
             })).collect::<Vec<_>>(),
+            "models": models.iter().map(|(name, entry, pin, info)| {
+                let tensors = |list: &[wasmzip_nn::TensorInfo]| list.iter().map(|t| json!({
+                    "name": t.name, "type": t.element, "shape": t.shape,
+                })).collect::<Vec<_>>();
+                json!({
+                    "name": name,
+                    "member": entry.member,
+                    "encoding": entry.encoding,
+                    "target": entry.target,
+                    "size": pin.size,
+                    "sha256": pin.sha256,
+                    "inputs": tensors(&info.inputs),
+                    "outputs": tensors(&info.outputs),
+                })
+            }).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(0);
@@ -67,6 +89,15 @@ pub fn run(args: InspectArgs) -> Result<u8> {
     println!("members");
     for pin in &m.members {
         println!("  {:<40} {:>12} bytes  sha256:{}", pin.name, pin.size, pin.sha256);
+    }
+    for (name, entry, pin, info) in &models {
+        println!("model     {name} ({}, target {}, {}, {} bytes, sha256:{})", entry.encoding, entry.target, entry.member, pin.size, pin.sha256);
+        for t in &info.inputs {
+            println!("  input   {t}");
+        }
+        for t in &info.outputs {
+            println!("  output  {t}");
+        }
     }
     for (name, entry, world, warnings) in &components {
         println!("component {name} (world {}, {})", entry.world, entry.member);

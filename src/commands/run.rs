@@ -3,6 +3,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -10,10 +11,11 @@ use clap::Args;
 use wasmzip_package::manifest::{Name, World};
 use wasmzip_package::{ResourceSink, Signer, resolve};
 use wasmzip_runtime::capabilities::filesystem::unused_mounts;
+use wasmzip_runtime::capabilities::nn::{ModelSet, NnGrants, load_models};
 use wasmzip_runtime::{CapabilityPlan, CommandOutcome, CommandSpec, GuestLimits, Runtime, RuntimeConfig};
 
 use crate::exit;
-use crate::options::{CacheOptions, GrantOptions, KeystoreOptions, LimitOptions, TrustOptions};
+use crate::options::{CacheOptions, GrantOptions, KeystoreOptions, LimitOptions, NnOptions, TrustOptions};
 
 /// Run a package's command component, or a bare .wasm for development.
 #[derive(Debug, Args)]
@@ -33,6 +35,8 @@ pub struct RunArgs {
     pub cache: CacheOptions,
     #[command(flatten)]
     pub keystore: KeystoreOptions,
+    #[command(flatten)]
+    pub nn: NnOptions,
     /// Arguments passed to the guest.
     #[arg(last = true)]
     pub args: Vec<String>,
@@ -73,7 +77,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
 
     let mut argv = vec![prepared.argv0];
     argv.extend(args.args.iter().cloned());
-    let spec = CommandSpec { subject: prepared.subject, args: argv, plan, limits: prepared.limits, keystore };
+    let spec = CommandSpec { subject: prepared.subject, args: argv, plan, limits: prepared.limits, keystore, models: Arc::new(prepared.models) };
     let finished = wasmzip_runtime::run_command(&runtime, &program, spec).await?;
     let code = report(finished.outcome);
     // A guest cut off at its deadline is still suspended; dropping it unwinds and symbolises its stack.
@@ -91,6 +95,7 @@ struct Prepared {
     effective: Vec<wasmzip_package::Capability>,
     limits: GuestLimits,
     resources_dir: Option<PathBuf>,
+    models: ModelSet,
 }
 
 fn prepare_package(args: &RunArgs, cache_root: &Path) -> Result<Prepared> {
@@ -130,6 +135,9 @@ fn prepare_package(args: &RunArgs, cache_root: &Path) -> Result<Prepared> {
         memory_bytes: entry.limits.memory_bytes,
         timeout: entry.limits.timeout_ms.map(Duration::from_millis),
     };
+    // Only the models the guest is granted are loaded (once, before it starts).
+    let grants = NnGrants::from_capabilities(&resolution.effective);
+    let models = load_models(manifest, package.resources_dir(), &grants, &args.nn.config()?, args.nn.max_model_bytes())?;
     let pin = manifest.members.iter().find(|p| p.name == entry.member).expect("verified manifests pin their components");
     Ok(Prepared {
         bytes: package.component_bytes(&name).expect("verified packages hold their components"),
@@ -140,6 +148,7 @@ fn prepare_package(args: &RunArgs, cache_root: &Path) -> Result<Prepared> {
         effective: resolution.effective,
         limits: manifest_limits.lowered_by(args.limits.limits()),
         resources_dir: package.resources_dir().map(Path::to_path_buf),
+        models,
     })
 }
 
@@ -161,6 +170,7 @@ fn prepare_wasm(args: &RunArgs) -> Result<Prepared> {
         effective: args.grants.grant.clone(),
         limits: args.limits.limits(),
         resources_dir: None,
+        models: ModelSet::default(),
     })
 }
 

@@ -11,7 +11,7 @@ use wasmzip_runtime::PoolConfig;
 use wasmzip_server::ServeConfig;
 use wasmzip_server::function::OperatorLimits;
 
-use crate::options::{CacheOptions, GrantOptions, KeystoreOptions, LimitOptions, TrustOptions};
+use crate::options::{CacheOptions, GrantOptions, KeystoreOptions, LimitOptions, NnOptions, TrustOptions};
 
 /// Serve `http` packages: a fresh instance per request, an admin API, metrics, graceful shutdown.
 #[derive(Debug, Args)]
@@ -62,6 +62,8 @@ pub struct ServeArgs {
     pub cache: CacheOptions,
     #[command(flatten)]
     pub keystore: KeystoreOptions,
+    #[command(flatten)]
+    pub nn: NnOptions,
 }
 
 fn data_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
@@ -119,6 +121,8 @@ pub async fn run(args: ServeArgs) -> Result<u8> {
         // Opened once, when configured: every request of every function shares it (for PKCS#11, one
         // logged-in session pool).
         keystore: if args.keystore.configured() { Some(args.keystore.open(false)?) } else { None },
+        nn: args.nn.config()?,
+        max_model_bytes: args.nn.max_model_bytes(),
     };
     wasmzip_server::serve(config, shutdown_signal(), |bound| {
         println!("serving on http://{}", bound.public);

@@ -16,6 +16,7 @@ use crate::RuntimeError;
 use crate::audit::Auditor;
 use crate::capabilities::CapabilityPlan;
 use crate::capabilities::crypto::{self, CryptoCtx, CryptoHost, CryptoView};
+use crate::capabilities::nn::{self, ModelSet, NnCtx, NnView};
 use crate::capabilities::network::{NameLookupView, NetworkGuard, add_name_lookup_to_linker};
 use crate::engine::{Program, Runtime};
 use crate::limits::{GuestLimiter, GuestLimits, MAX_RESOURCE_HANDLES};
@@ -34,6 +35,8 @@ pub struct CommandSpec {
     pub limits: GuestLimits,
     /// The operator's keystore, when one is configured (needed when the plan grants keys).
     pub keystore: Option<Arc<dyn Keystore>>,
+    /// The package's loaded models (those granted).
+    pub models: Arc<ModelSet>,
 }
 
 /// How a run ended.
@@ -68,6 +71,13 @@ struct ComponentState {
     limiter: GuestLimiter,
     network: Arc<NetworkGuard>,
     crypto: CryptoCtx,
+    nn: NnCtx,
+}
+
+impl NnView for ComponentState {
+    fn nn(&mut self) -> (&mut NnCtx, &mut ResourceTable) {
+        (&mut self.nn, &mut self.table)
+    }
 }
 
 impl CryptoView for ComponentState {
@@ -103,7 +113,8 @@ pub async fn run_command(runtime: &Runtime, program: &Program, spec: CommandSpec
     let engine = runtime.engine();
     let audit = Auditor::new(spec.subject.clone());
     let guard = NetworkGuard::new(spec.plan.network.clone(), audit.clone());
-    let crypto_ctx = CryptoCtx::new(spec.plan.crypto.clone(), spec.keystore.clone(), audit);
+    let crypto_ctx = CryptoCtx::new(spec.plan.crypto.clone(), spec.keystore.clone(), audit.clone());
+    let nn_ctx = NnCtx::new(spec.models.clone(), spec.plan.nn.clone(), audit);
     let mut builder = WasiCtxBuilder::new();
     builder.inherit_stdio().args(&spec.args);
     spec.plan.configure(&mut builder, &guard)?;
@@ -116,11 +127,12 @@ pub async fn run_command(runtime: &Runtime, program: &Program, spec: CommandSpec
             wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_err)?;
             add_name_lookup_to_linker(&mut linker).map_err(link_err)?;
             crypto::add_to_linker(&mut linker).map_err(link_err)?;
+            nn::add_to_linker(&mut linker).map_err(link_err)?;
             let pre = CommandPre::new(linker.instantiate_pre(component).map_err(link_err)?).map_err(link_err)?;
 
             let mut table = ResourceTable::new();
             table.set_max_capacity(MAX_RESOURCE_HANDLES);
-            let mut store = Store::new(engine, ComponentState { wasi: builder.build(), table, limiter, network: guard, crypto: crypto_ctx });
+            let mut store = Store::new(engine, ComponentState { wasi: builder.build(), table, limiter, network: guard, crypto: crypto_ctx, nn: nn_ctx });
             store.limiter(|s| &mut s.limiter);
             store.set_epoch_deadline(1);
             store.epoch_deadline_async_yield_and_update(1);

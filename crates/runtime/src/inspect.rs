@@ -16,7 +16,7 @@ pub struct WorldSummary {
 }
 
 /// WASI packages this host provides (`wasi:http` to `http` components, under `wasmzip serve`).
-const PROVIDED: &[&str] = &["wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:cli/", "wasi:filesystem/", "wasi:sockets/", "wasi:http/", "wasmzip:crypto/"];
+const PROVIDED: &[&str] = &["wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:cli/", "wasi:filesystem/", "wasi:sockets/", "wasi:http/", "wasi:nn/", "wasmzip:crypto/"];
 
 /// Reads the top-level imports and exports of a component.
 pub fn component_world(bytes: &[u8]) -> Result<WorldSummary, RuntimeError> {
@@ -82,6 +82,16 @@ pub fn capability_warnings(world: &WorldSummary, requested: &[Capability]) -> Ve
     {
         warnings.push(format!("imports `{import}` but requests no crypto:key capability: every key will be denied"));
     }
+    if let Some(import) = world.imports.iter().find(|i| i.starts_with("wasi:nn/graph"))
+        && requests("nn").is_empty()
+    {
+        warnings.push(format!("imports `{import}` but requests no nn:model capability: every model will be refused"));
+    }
+    for cap in requests("nn") {
+        if !imports_any("wasi:nn/graph") {
+            warnings.push(format!("requests `{cap}` but imports no wasi:nn/graph"));
+        }
+    }
     for cap in requests("crypto") {
         if !imports_any("wasmzip:crypto/keys") {
             warnings.push(format!("requests `{cap}` but imports no wasmzip:crypto/keys"));
@@ -102,12 +112,12 @@ mod tests {
     #[test]
     fn warns_both_ways() {
         let world = WorldSummary {
-            imports: vec!["wasi:sockets/tcp@0.2.12".into(), "wasi:nn/graph@0.2.0".into()],
+            imports: vec!["wasi:sockets/tcp@0.2.12".into(), "wasi:keyvalue/store@0.2.0".into()],
             exports: vec!["wasi:cli/run@0.2.12".into()],
         };
         let requested: Vec<Capability> = vec!["env:HOME".parse().unwrap()];
         let w = capability_warnings(&world, &requested);
-        assert!(w.iter().any(|m| m.contains("wasi:nn/graph") && m.contains("does not provide")), "{w:?}");
+        assert!(w.iter().any(|m| m.contains("wasi:keyvalue/store") && m.contains("does not provide")), "{w:?}");
         assert!(w.iter().any(|m| m.contains("wasi:sockets/tcp") && m.contains("no network capability")), "{w:?}");
         assert!(w.iter().any(|m| m.contains("env:HOME") && m.contains("wasi:cli/environment")), "{w:?}");
     }

@@ -13,6 +13,8 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmzip_package::manifest::World;
 use wasmzip_package::{Capability, PackageError, ResourceSink, TokenError, TrustPolicy};
 use wasmzip_keystore::Keystore;
+use wasmzip_nn::{NnConfig, NnError};
+use wasmzip_runtime::capabilities::nn::load_models;
 use wasmzip_runtime::capabilities::filesystem::Mount;
 use wasmzip_runtime::{CapabilityError, CapabilityPlan, Program, Runtime, RuntimeError};
 
@@ -28,6 +30,9 @@ pub enum DeployError {
     /// The package is malformed, tampered or untrusted.
     #[error(transparent)]
     Package(#[from] PackageError),
+    /// A model could not be loaded.
+    #[error(transparent)]
+    Model(#[from] NnError),
     /// The deployment is granted keys but the server has no keystore.
     #[error("{0} is granted crypto:key capabilities but this server has no keystore (start it with --keystore-dir or --keystore pkcs11)")]
     NoKeystore(String),
@@ -82,6 +87,10 @@ pub struct DeployPolicy {
     pub resources_root: PathBuf,
     /// The keystore for `crypto:key:` grants; a deployment granted keys is refused without one.
     pub keystore: Option<Arc<dyn Keystore>>,
+    /// How models are loaded.
+    pub nn: NnConfig,
+    /// Most model bytes one deployment may load.
+    pub max_model_bytes: u64,
 }
 
 /// One version as the admin API shows it.
@@ -397,6 +406,7 @@ fn load_blocking(
     if !plan.crypto.is_empty() && policy.keystore.is_none() {
         return Err(DeployError::NoKeystore(format!("{} {}", manifest.name, manifest.version)));
     }
+    let models = load_models(manifest, package.resources_dir(), &plan.nn, &policy.nn, policy.max_model_bytes)?;
     let pin = manifest.members.iter().find(|p| p.name == entry.member).expect("verified manifests pin their components");
     let bytes = package.component_bytes(component_name).expect("verified packages hold their components");
     let what = format!("component `{component_name}` of {} {}", manifest.name, manifest.version);
@@ -420,5 +430,6 @@ fn load_blocking(
         effective: resolution.effective.iter().map(|c| c.to_string()).collect(),
         metrics: metrics.for_function(manifest.name.as_str(), &manifest.version.to_string()),
         keystore: policy.keystore.clone(),
+        models: Arc::new(models),
     })
 }

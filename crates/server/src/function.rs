@@ -12,6 +12,7 @@ use wasmzip_package::manifest::{Limits, RoutePrefix};
 use wasmzip_keystore::Keystore;
 use wasmzip_runtime::CapabilityPlan;
 use wasmzip_runtime::capabilities::crypto::{CryptoCtx, CryptoHost, CryptoView};
+use wasmzip_runtime::capabilities::nn::{ModelSet, NnCtx, NnView};
 use wasmzip_runtime::capabilities::network::{NameLookupView, NetworkGuard, add_name_lookup_to_linker};
 use wasmzip_runtime::limits::GuestLimiter;
 
@@ -93,6 +94,13 @@ pub struct RequestState {
     pub(crate) limiter: GuestLimiter,
     pub(crate) network: Arc<NetworkGuard>,
     pub(crate) crypto: CryptoCtx,
+    pub(crate) nn: NnCtx,
+}
+
+impl NnView for RequestState {
+    fn nn(&mut self) -> (&mut NnCtx, &mut ResourceTable) {
+        (&mut self.nn, &mut self.table)
+    }
 }
 
 impl CryptoView for RequestState {
@@ -123,14 +131,15 @@ impl NameLookupView for RequestState {
     }
 }
 
-/// The linker every function version uses: WASI 0.2, `wasi:http`, our filtered name lookup, and
-/// `wasmzip:crypto`.
+/// The linker every function version uses: WASI 0.2, `wasi:http`, our filtered name lookup,
+/// `wasmzip:crypto` and `wasi:nn`.
 pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<RequestState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     add_name_lookup_to_linker(&mut linker)?;
     wasmzip_runtime::capabilities::crypto::add_to_linker(&mut linker)?;
+    wasmzip_runtime::capabilities::nn::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -162,6 +171,8 @@ pub struct LoadedFunction {
     pub metrics: FunctionMetrics,
     /// The server's keystore, for its `crypto:key:` grants.
     pub keystore: Option<Arc<dyn Keystore>>,
+    /// Its models, loaded once and shared by every request.
+    pub models: Arc<ModelSet>,
 }
 
 #[cfg(test)]

@@ -64,6 +64,10 @@ pub struct ServeConfig {
     pub grace_period: Duration,
     /// The keystore shared by every request of every function granted keys (one session pool).
     pub keystore: Option<Arc<dyn wasmzip_keystore::Keystore>>,
+    /// How models are loaded.
+    pub nn: wasmzip_nn::NnConfig,
+    /// Most model bytes one deployment may load.
+    pub max_model_bytes: u64,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -126,6 +130,8 @@ pub async fn serve(
         env: config.env.clone(),
         resources_root: config.cache_dir.join("packages"),
         keystore: config.keystore.clone(),
+        nn: config.nn.clone(),
+        max_model_bytes: config.max_model_bytes,
     };
     let store = LocalStore::open(&config.data_dir)?;
     let deployments = Arc::new(Deployments::open(runtime.clone(), Box::new(store), policy, metrics.clone()).await?);

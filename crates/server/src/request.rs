@@ -19,6 +19,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{Error as HttpError, WasiHttpCtx, WasiHttpView};
 use wasmzip_runtime::audit::Auditor;
 use wasmzip_runtime::capabilities::crypto::CryptoCtx;
+use wasmzip_runtime::capabilities::nn::NnCtx;
 use wasmzip_runtime::capabilities::network::NetworkGuard;
 use wasmzip_runtime::limits::{GuestLimiter, GuestLimits, MAX_RESOURCE_HANDLES};
 
@@ -156,6 +157,7 @@ async fn serve(
     let audit = Auditor::new(format!("{}@{} request {id}", function.name, function.version));
     let guard = NetworkGuard::new(function.plan.network.clone(), audit.clone());
     let crypto = CryptoCtx::new(function.plan.crypto.clone(), function.keystore.clone(), audit.clone());
+    let nn = NnCtx::new(function.models.clone(), function.plan.nn.clone(), audit.clone());
     let mut builder = WasiCtxBuilder::new();
     builder.stdout(stdout.clone()).stderr(stderr.clone());
     if let Err(e) = function.plan.configure(&mut builder, &guard) {
@@ -185,6 +187,7 @@ async fn serve(
         limiter: GuestLimiter::new(&guest_limits),
         network: guard,
         crypto,
+        nn,
     };
     let mut store = Store::new(shared.runtime.engine(), state);
     store.limiter(|s| &mut s.limiter);

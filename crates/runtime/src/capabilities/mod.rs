@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod env;
 pub mod filesystem;
 pub mod network;
+pub mod nn;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use wasmzip_package::manifest::RESOURCES_GUEST_DIR;
 use self::crypto::CryptoGrants;
 use self::filesystem::{Mount, Preopen};
 use self::network::{NetworkGuard, NetworkPolicy};
+use self::nn::NnGrants;
 use crate::limits::MAX_RANDOM_BYTES;
 
 /// Why a capability could not be put in place.
@@ -55,6 +57,8 @@ pub struct CapabilityPlan {
     pub env: Vec<(String, String)>,
     /// Host-held keys it may use, and for what.
     pub crypto: Arc<CryptoGrants>,
+    /// Models it may load.
+    pub nn: Arc<NnGrants>,
 }
 
 impl CapabilityPlan {
@@ -76,6 +80,7 @@ impl CapabilityPlan {
             network: NetworkPolicy::from_capabilities(effective),
             env: env::plan_env(effective, env_overrides, &host_env),
             crypto: Arc::new(CryptoGrants::from_capabilities(effective)),
+            nn: Arc::new(NnGrants::from_capabilities(effective)),
         })
     }
 
