@@ -445,5 +445,11 @@ mod tests {
         std::fs::write(&bogus, b"not a shared library").unwrap();
         let err = probe(&bogus).unwrap_err();
         assert!(err.contains("cannot load"), "{err}");
+
+        // A real shared library that is not ONNX Runtime.
+        if let Some(libz) = ["/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib/x86_64-linux-gnu/libz.so.1", "/lib64/libz.so.1"].iter().map(Path::new).find(|p| p.is_file()) {
+            let err = probe(libz).unwrap_err();
+            assert!(err.contains("not an ONNX Runtime library"), "{err}");
+        }
     }
 }
