@@ -3,7 +3,8 @@
 //!
 //! A model is loaded and compiled once per deployed version ([`load_model`]) into a
 //! [`wasmtime_wasi_nn::Graph`], which every instance and request shares; per request only an
-//! execution context (a run state over the shared plan) is made. Back-ends:
+//! execution context (a run state over the shared plan) is made. Forward passes run on a fixed
+//! set of inference threads when serving (see `pool`). Back-ends:
 //!
 //! - **tract** (the default): ONNX on `tract-onnx`, pure Rust, nothing to install. With the `cuda`
 //!   feature, `tract-cuda` runs models on NVIDIA GPUs; it loads the CUDA driver, NVRTC and cuBLAS at
@@ -17,6 +18,7 @@
 mod info;
 #[cfg(feature = "ort")]
 mod ort_backend;
+mod pool;
 mod tensor;
 mod tract_backend;
 
@@ -24,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use info::{ModelInfo, TensorInfo, describe_onnx};
+pub use pool::inference_threads;
 pub use wasmtime_wasi_nn::Graph;
 use wasmzip_package::manifest::ModelTarget;
 
@@ -153,13 +156,4 @@ pub fn load_model(name: &str, path: &Path, target: ModelTarget, config: &NnConfi
         }
     };
     Ok(LoadedModel { name: name.to_string(), graph, bytes, device, backend, info })
-}
-
-/// Runs blocking inference work without stalling the async threads: on a multi-threaded Tokio
-/// runtime the current worker hands its other tasks to another thread first.
-pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => f(),
-    }
 }

@@ -28,7 +28,7 @@ use wasmzip_package::manifest::ModelTarget;
 
 use crate::info::{ModelInfo, TensorInfo};
 use crate::tensor::{check_input, decode_le, error};
-use crate::{NnError, blocking};
+use crate::{NnError, pool};
 
 /// The ONNX Runtime library of this process: `ort` can load only one, once.
 enum Library {
@@ -287,7 +287,10 @@ impl BackendExecutionContext for OrtContext {
         for (ix, v) in ordered.into_iter().enumerate() {
             values.push(v.ok_or_else(|| error(format!("input `{}` is missing", g.info.inputs[ix].name)))?);
         }
-        let outputs = blocking(|| run_shared(&g.session, &g.input_names, &values, &g.output_names)).map_err(|e| error(format!("inference failed: {e}")))?;
+        let shared = g.clone();
+        let outputs = pool::run(move || run_shared(&shared.session, &shared.input_names, &values, &shared.output_names))
+            .map_err(|why| error(format!("inference failed: {why}")))?
+            .map_err(|e| error(format!("inference failed: {e}")))?;
         let mut named = Vec::with_capacity(outputs.len());
         for (ix, out) in outputs.iter().enumerate() {
             let name = g.info.outputs.get(ix).map(|o| o.name.clone()).unwrap_or_else(|| ix.to_string());

@@ -16,7 +16,7 @@ use crate::info::ModelInfo;
 #[cfg(feature = "cuda")]
 use tract_cuda as _;
 use crate::tensor::{error, from_tract, tensor_error, to_tract};
-use crate::{NnError, blocking};
+use crate::{NnError, pool};
 
 /// A compiled model: the plan every context of every request shares.
 struct TractGraph {
@@ -125,7 +125,10 @@ impl BackendExecutionContext for TractContext {
         for (ix, v) in ordered.into_iter().enumerate() {
             values.push(v.ok_or_else(|| tensor_error(format!("input `{}` is missing", g.info.inputs[ix].name)))?);
         }
-        let outputs = blocking(|| g.plan.run(values)).map_err(|e| error(format!("inference failed: {e:#}")))?;
+        let plan = g.plan.clone();
+        let outputs = pool::run(move || plan.run(values))
+            .map_err(|why| error(format!("inference failed: {why}")))?
+            .map_err(|e| error(format!("inference failed: {e:#}")))?;
         let mut named = Vec::with_capacity(outputs.len());
         for (ix, out) in outputs.iter().enumerate() {
             let name = g.output_names.get(ix).cloned().unwrap_or_else(|| ix.to_string());
