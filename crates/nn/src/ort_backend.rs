@@ -27,7 +27,7 @@ use wasmtime_wasi_nn::{ExecutionContext, Graph};
 use wasmzip_package::manifest::ModelTarget;
 
 use crate::info::{ModelInfo, TensorInfo};
-use crate::tensor::{check_input, decode_le, error};
+use crate::tensor::{check_input, decode_le, error, ordered_inputs};
 use crate::{NnError, pool};
 
 /// The ONNX Runtime library of this process: `ort` can load only one, once.
@@ -273,20 +273,8 @@ impl BackendExecutionContext for OrtContext {
     }
 
     fn compute(&mut self, inputs: Option<Vec<NamedTensor>>) -> Result<Option<Vec<NamedTensor>>, BackendError> {
-        let inputs = inputs.unwrap_or_default();
         let g = &self.graph;
-        let mut ordered: Vec<Option<DynValue>> = (0..g.info.inputs.len()).map(|_| None).collect();
-        for named in &inputs {
-            let Some(ix) = g.info.inputs.iter().position(|i| i.name == named.name) else {
-                let known: Vec<&str> = g.info.inputs.iter().map(|i| i.name.as_str()).collect();
-                return Err(error(format!("the model has no input `{}` (inputs: {})", named.name, known.join(", "))));
-            };
-            ordered[ix] = Some(to_ort(&g.info.inputs[ix], &named.tensor)?);
-        }
-        let mut values = Vec::with_capacity(ordered.len());
-        for (ix, v) in ordered.into_iter().enumerate() {
-            values.push(v.ok_or_else(|| error(format!("input `{}` is missing", g.info.inputs[ix].name)))?);
-        }
+        let values = ordered_inputs(&g.info, &inputs.unwrap_or_default(), to_ort)?;
         let shared = g.clone();
         let outputs = pool::run(move || run_shared(&shared.session, &shared.input_names, &values, &shared.output_names))
             .map_err(|why| error(format!("inference failed: {why}")))?

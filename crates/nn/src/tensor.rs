@@ -5,7 +5,7 @@ use tract_onnx::prelude::*;
 use wasmtime_wasi_nn::backend::BackendError;
 use wasmtime_wasi_nn::wit::TensorType;
 
-use crate::info::TensorInfo;
+use crate::info::{ModelInfo, TensorInfo};
 
 /// Most elements one input tensor may hold (1 Gi: 4 GiB of f32).
 pub const MAX_TENSOR_ELEMENTS: usize = 1 << 30;
@@ -23,6 +23,29 @@ pub(crate) fn error(message: impl Into<String>) -> BackendError {
 pub(crate) fn tensor_error(message: String) -> BackendError {
     tracing::warn!(target: "wasmzip::nn", "{message}");
     BackendError::UnsupportedTensorType(message)
+}
+
+/// Puts the guest's named tensors in the model's input order, each converted by `convert` (which
+/// checks it against its declared input). An unknown name or a missing input is an error the guest
+/// sees; a name given twice keeps the last tensor.
+pub(crate) fn ordered_inputs<V>(
+    info: &ModelInfo,
+    inputs: &[wasmtime_wasi_nn::backend::NamedTensor],
+    mut convert: impl FnMut(&TensorInfo, &wasmtime_wasi_nn::Tensor) -> Result<V, BackendError>,
+) -> Result<Vec<V>, BackendError> {
+    let mut ordered: Vec<Option<V>> = (0..info.inputs.len()).map(|_| None).collect();
+    for named in inputs {
+        let Some(ix) = info.inputs.iter().position(|i| i.name == named.name) else {
+            let known: Vec<&str> = info.inputs.iter().map(|i| i.name.as_str()).collect();
+            return Err(tensor_error(format!("the model has no input `{}` (inputs: {})", named.name, known.join(", "))));
+        };
+        ordered[ix] = Some(convert(&info.inputs[ix], &named.tensor)?);
+    }
+    ordered
+        .into_iter()
+        .zip(&info.inputs)
+        .map(|(v, declared)| v.ok_or_else(|| tensor_error(format!("input `{}` is missing", declared.name))))
+        .collect()
 }
 
 fn type_name(ty: TensorType) -> &'static str {

@@ -15,7 +15,7 @@ use crate::info::ModelInfo;
 // `gpu` fails with "no GPU backend is available" even on a GPU host.
 #[cfg(feature = "cuda")]
 use tract_cuda as _;
-use crate::tensor::{error, from_tract, tensor_error, to_tract};
+use crate::tensor::{error, from_tract, ordered_inputs, to_tract};
 use crate::{NnError, pool};
 
 /// A compiled model: the plan every context of every request shares.
@@ -111,20 +111,8 @@ impl BackendExecutionContext for TractContext {
     }
 
     fn compute(&mut self, inputs: Option<Vec<NamedTensor>>) -> Result<Option<Vec<NamedTensor>>, BackendError> {
-        let inputs = inputs.unwrap_or_default();
         let g = &self.graph;
-        let mut ordered: Vec<Option<TValue>> = vec![None; g.info.inputs.len()];
-        for named in &inputs {
-            let Some(ix) = g.info.inputs.iter().position(|i| i.name == named.name) else {
-                let known: Vec<&str> = g.info.inputs.iter().map(|i| i.name.as_str()).collect();
-                return Err(tensor_error(format!("the model has no input `{}` (inputs: {})", named.name, known.join(", "))));
-            };
-            ordered[ix] = Some(to_tract(&g.info.inputs[ix], &named.tensor)?.into_tvalue());
-        }
-        let mut values = TVec::new();
-        for (ix, v) in ordered.into_iter().enumerate() {
-            values.push(v.ok_or_else(|| tensor_error(format!("input `{}` is missing", g.info.inputs[ix].name)))?);
-        }
+        let values: TVec<TValue> = ordered_inputs(&g.info, &inputs.unwrap_or_default(), |declared, t| Ok(to_tract(declared, t)?.into_tvalue()))?.into();
         let plan = g.plan.clone();
         let outputs = pool::run(move || plan.run(values))
             .map_err(|why| error(format!("inference failed: {why}")))?
@@ -219,5 +207,12 @@ mod tests {
         let err = ctx.compute_with_io(zeros(vec![1, 3, 224, 225])).err().expect("wrong shape accepted");
         let err = format!("{err}: {}", std::error::Error::source(&err).map(|s| s.to_string()).unwrap_or_default());
         assert!(err.contains("a fixed dimension differs"), "{err}");
+        // Inputs go by name: an unknown one or a missing one is an error the guest sees.
+        let mut unknown = zeros(vec![1, 3, 224, 224]);
+        unknown[0].name = "y".into();
+        let err = ctx.compute_with_io(unknown).err().expect("unknown input accepted");
+        assert!(format!("{:?}", err).contains("no input `y` (inputs: x)"), "{err:?}");
+        let err = ctx.compute_with_io(vec![]).err().expect("no input accepted");
+        assert!(format!("{:?}", err).contains("input `x` is missing"), "{err:?}");
     }
 }
