@@ -35,6 +35,21 @@ enum Command {
     Remove(commands::remove::RemoveArgs),
 }
 
+/// Caps glibc's malloc at one arena per CPU (its default is eight per CPU) unless the operator set
+/// `MALLOC_ARENA_MAX`. A server's threads come and go: while a request waits for inference, the
+/// async runtime hands its worker's other tasks to another thread. Each arena keeps the memory freed
+/// into it, so with the default RSS crept up with every thread that had ever served requests
+/// (measured: 171 MiB to 257 MiB over three load runs, against 115 MiB to 166 MiB capped).
+fn cap_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let arenas = libc::c_int::try_from(cpus).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt only sets a tunable; it is called before any other thread exists.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) };
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -46,6 +61,7 @@ fn main() -> ExitCode {
     // A server's log (guest output, deploys) is its main output; one-shot commands only warn.
     let default_log = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
     options::init_logging(cli.log_format, default_log);
+    cap_malloc_arenas();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
