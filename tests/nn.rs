@@ -256,6 +256,47 @@ fn request_timeout_answers_while_inference_runs() {
     server.wait_for_log(&["exceeded its time limit of 30ms"], std::time::Duration::from_secs(5));
 }
 
+#[test]
+fn abandoned_requests_give_up_their_queued_inference() {
+    use std::io::Write as _;
+    let ws = Workspace::new();
+    let pkg = nn_package(&ws, "orientation", "orientation", "http", &["nn:model:orientation"], None);
+    let args = ws.serve_args(&ws.path("data"), &[pkg.to_str().unwrap(), "--grant-requested"]);
+    let server = Server::start(args, &[("WASMZIP_LOG", "info,wasmzip::nn=debug,wasmtime_wasi_nn=debug")]);
+    let body = std::fs::read(pages().dir.join("page1_90.png")).unwrap();
+    // 24 clients send a whole request, then hang up once at least 8 requests have called `compute`:
+    // a forward pass takes about 50 ms and there is one inference thread per CPU, so most of those 8
+    // are still queued when their clients go.
+    let hang_up = std::sync::Arc::new(std::sync::Barrier::new(25));
+    let clients: Vec<_> = (0..24)
+        .map(|_| {
+            let (addr, body, hang_up) = (server.public.clone(), body.clone(), hang_up.clone());
+            std::thread::spawn(move || {
+                let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+                let head = format!("POST /orientation HTTP/1.1\r\nhost: {addr}\r\ncontent-type: image/png\r\ncontent-length: {}\r\n\r\n", body.len());
+                stream.write_all(head.as_bytes()).unwrap();
+                stream.write_all(&body).unwrap();
+                hang_up.wait();
+            })
+        })
+        .collect();
+    let computing = wait_until(std::time::Duration::from_secs(60), || server.stderr().iter().filter(|l| l.contains("compute with")).count() >= 8);
+    hang_up.wait();
+    for c in clients {
+        c.join().unwrap();
+    }
+    assert!(computing, "fewer than 8 requests reached compute: {}", server.stderr_text());
+    server.wait_for_log(&["skipped a queued inference: the request was abandoned"], std::time::Duration::from_secs(10));
+    // The server goes on serving, with the model it loaded at deploy.
+    let r = server.request("POST", "/orientation", &[("content-type", "image/png")], &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["label"], pages().labels["page1_90.png"].as_str());
+    let log = server.stderr_text();
+    assert!(!log.contains("panicked"), "{log}");
+    let skipped = server.stderr().iter().filter(|l| l.contains("skipped a queued inference")).count();
+    eprintln!("{skipped} of 24 abandoned requests skipped their queued inference");
+}
+
 /// The ONNX Runtime library from the `onnxruntime` wheel (scripts/find-onnxruntime.sh; .ci/setup
 /// installs it into a private venv).
 #[cfg(feature = "ort")]

@@ -150,6 +150,30 @@ fn a_request_past_its_timeout_gets_504_quickly_and_the_server_keeps_serving() {
 }
 
 #[test]
+fn a_client_that_hangs_up_ends_its_guest_at_once() {
+    use std::io::Write as _;
+    let ws = Workspace::new();
+    let sleepy = ws.http("sleepy", "sleepy").limits(r#"timeout = "60s""#).build();
+    let server = ws.serve(&[sleepy]);
+    {
+        let mut stream = std::net::TcpStream::connect(&server.public).unwrap();
+        write!(stream, "GET /sleepy?ms=30000 HTTP/1.1\r\nhost: {}\r\n\r\n", server.public).unwrap();
+        assert!(
+            wait_until(Duration::from_secs(5), || server.metrics().lines().any(|l| l == "wasmzip_requests_in_flight 1")),
+            "{}",
+            server.metrics()
+        );
+    } // hang up
+    // The guest's task is aborted (its store dropped) rather than left sleeping for 30 s.
+    assert!(
+        wait_until(Duration::from_secs(3), || server.metrics().lines().any(|l| l == "wasmzip_requests_in_flight 0")),
+        "{}",
+        server.metrics()
+    );
+    assert_eq!(server.get("/sleepy?ms=10").status, 200);
+}
+
+#[test]
 fn a_trap_is_a_500_with_the_request_id_and_is_logged() {
     let ws = Workspace::new();
     let server = ws.serve(&[ws.http("echo", "echo").build()]);

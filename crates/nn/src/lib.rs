@@ -26,8 +26,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use info::{ModelInfo, TensorInfo, describe_onnx};
-pub use pool::inference_threads;
+pub use pool::{Abandoned, inference_threads};
 pub use wasmtime_wasi_nn::Graph;
+use wasmtime_wasi_nn::ExecutionContext;
+use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor};
 use wasmzip_package::manifest::ModelTarget;
 
 /// Largest model file accepted, in bytes (2 GiB: protobuf's own limit).
@@ -121,6 +123,47 @@ impl std::fmt::Debug for LoadedModel {
             .field("device", &self.device)
             .field("backend", &self.backend)
             .finish_non_exhaustive()
+    }
+}
+
+/// The graph `graph` as one request's instance sees it: its forward passes are tied to
+/// `abandoned`, so that once the host gives the request up its queued passes are skipped and its
+/// waits end (see [`Abandoned`]). Cheap: it shares the compiled model.
+pub fn for_request(graph: &Graph, abandoned: &Abandoned) -> Graph {
+    let graph: Box<dyn BackendGraph> = Box::new(RequestGraph { inner: graph.clone(), abandoned: abandoned.clone() });
+    Graph::from(graph)
+}
+
+struct RequestGraph {
+    inner: Graph,
+    abandoned: Abandoned,
+}
+
+struct RequestContext {
+    inner: ExecutionContext,
+    abandoned: Abandoned,
+}
+
+impl BackendGraph for RequestGraph {
+    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
+        let inner = self.inner.init_execution_context()?;
+        let ctx: Box<dyn BackendExecutionContext> = Box::new(RequestContext { inner, abandoned: self.abandoned.clone() });
+        Ok(ExecutionContext::from(ctx))
+    }
+}
+
+impl BackendExecutionContext for RequestContext {
+    fn set_input(&mut self, id: Id, tensor: &wasmtime_wasi_nn::Tensor) -> Result<(), BackendError> {
+        self.inner.set_input(id, tensor)
+    }
+
+    fn compute(&mut self, inputs: Option<Vec<NamedTensor>>) -> Result<Option<Vec<NamedTensor>>, BackendError> {
+        let inner = &mut self.inner;
+        self.abandoned.scope(|| BackendExecutionContext::compute(&mut **inner, inputs))
+    }
+
+    fn get_output(&mut self, id: Id) -> Result<wasmtime_wasi_nn::Tensor, BackendError> {
+        self.inner.get_output(id)
     }
 }
 

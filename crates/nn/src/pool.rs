@@ -14,14 +14,68 @@
 //!   and allocator state already in place, instead of on whichever thread `block_in_place` left the
 //!   request on.
 //!
-//! Elsewhere (`wasmzip run`: one guest, no multi-threaded runtime) a pass runs on the calling
-//! thread. A pass that panics is an error for its caller, never a panic of the host.
+//! Elsewhere (no multi-threaded runtime) a pass runs on the calling thread. A pass that panics is
+//! an error for its caller, never a panic of the host.
+//!
+//! A request the server has given up on (its client went away, or its time limit passed) should not
+//! keep an inference thread busy: the host marks it [`Abandoned`] and runs the guest's wasi-nn calls
+//! inside [`Abandoned::scope`]. A pass of an abandoned request that is still queued is skipped, and
+//! its caller stops waiting at once (the guest gets a wasi-nn error; its store is then dropped).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc::{Receiver, Sender, sync_channel};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, sync_channel};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// How often a caller waiting for its pass checks whether its request was abandoned.
+const ABANDON_POLL: Duration = Duration::from_millis(20);
+
+/// Whether the request an instance serves was given up by the host. Cloning shares the flag.
+#[derive(Debug, Clone, Default)]
+pub struct Abandoned(Arc<AtomicBool>);
+
+impl Abandoned {
+    /// A flag not yet set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Marks the request abandoned: its queued passes are skipped and its waits end.
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether [`set`](Self::set) was called.
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` (a guest's wasi-nn call, on this thread) with passes it starts tied to this flag.
+    pub fn scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        let previous = CURRENT.with(|c| c.replace(Some(self.clone())));
+        struct Restore(Option<Abandoned>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let previous = self.0.take();
+                CURRENT.with(|c| *c.borrow_mut() = previous);
+            }
+        }
+        let _restore = Restore(previous);
+        f()
+    }
+}
+
+thread_local! {
+    /// The flag of the request whose wasi-nn call this thread is running, if any.
+    static CURRENT: RefCell<Option<Abandoned>> = const { RefCell::new(None) };
+}
+
+/// Why a pass was not run or not waited for.
+const ABANDONED: &str = "the request was abandoned (its client went away or its time limit passed)";
 
 /// A fixed set of threads taking jobs from one queue.
 struct Pool {
@@ -86,15 +140,25 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// inference pool while the calling worker's other tasks move to another thread; elsewhere it runs
 /// here.
 pub(crate) fn run<R: Send + 'static>(job: impl FnOnce() -> R + Send + 'static) -> Result<R, String> {
+    let abandoned = CURRENT.with(|c| c.borrow().clone());
+    if abandoned.as_ref().is_some_and(Abandoned::is_set) {
+        return Err(ABANDONED.into());
+    }
     let on_worker = tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if !on_worker {
         return catch_unwind(AssertUnwindSafe(job)).map_err(|p| format!("the back-end panicked: {}", panic_message(&*p)));
     }
     let pool = pool()?;
     let (done, result) = sync_channel(1);
+    let skip = abandoned.clone();
     let wrapped: Job = Box::new(move || {
+        if skip.as_ref().is_some_and(Abandoned::is_set) {
+            tracing::debug!(target: "wasmzip::nn", "skipped a queued inference: {ABANDONED}");
+            let _ = done.send(Err(ABANDONED.to_string()));
+            return;
+        }
         let outcome = catch_unwind(AssertUnwindSafe(job)).map_err(|p| format!("the back-end panicked: {}", panic_message(&*p)));
-        // The caller may be gone only if its thread died; nothing to do then.
+        // The caller may have stopped waiting (abandoned request); the result is then dropped.
         let _ = done.send(outcome);
     });
     let sent = match pool.queue.lock() {
@@ -102,7 +166,16 @@ pub(crate) fn run<R: Send + 'static>(job: impl FnOnce() -> R + Send + 'static) -
         Err(poisoned) => poisoned.into_inner().send(wrapped),
     };
     sent.map_err(|_| "the inference threads have stopped".to_string())?;
-    tokio::task::block_in_place(|| result.recv()).map_err(|_| "an inference thread stopped before finishing".to_string())?
+    tokio::task::block_in_place(|| {
+        loop {
+            match result.recv_timeout(ABANDON_POLL) {
+                Ok(outcome) => return outcome,
+                Err(RecvTimeoutError::Timeout) if abandoned.as_ref().is_some_and(Abandoned::is_set) => return Err(ABANDONED.into()),
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return Err("an inference thread stopped before finishing".into()),
+            }
+        }
+    })
 }
 
 #[cfg(test)]
@@ -148,6 +221,45 @@ mod tests {
             t.await.unwrap();
         }
         assert!(MAX.load(Ordering::SeqCst) <= inference_threads(), "{} passes at once", MAX.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn passes_of_an_abandoned_request_are_skipped_and_not_waited_for() {
+        use std::sync::atomic::AtomicUsize;
+        static RAN: AtomicUsize = AtomicUsize::new(0);
+        let threads = inference_threads();
+        // Fill every inference thread with a slow pass, then queue passes of one request.
+        let busy: Vec<_> = (0..threads)
+            .map(|_| tokio::spawn(async { run(|| std::thread::sleep(Duration::from_millis(300))).unwrap() }))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let request = Abandoned::new();
+        let queued: Vec<_> = (0..4)
+            .map(|_| {
+                let request = request.clone();
+                tokio::spawn(async move {
+                    let started = std::time::Instant::now();
+                    let r = request.scope(|| run(|| RAN.fetch_add(1, Ordering::SeqCst)));
+                    (r, started.elapsed())
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        request.set();
+        for q in queued {
+            let (r, waited) = q.await.unwrap();
+            assert!(r.unwrap_err().contains("abandoned"));
+            assert!(waited < Duration::from_millis(250), "waited {waited:?} after being abandoned");
+        }
+        for b in busy {
+            b.await.unwrap();
+        }
+        // Their passes never ran, and new ones of the abandoned request fail at once.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(RAN.load(Ordering::SeqCst), 0);
+        assert!(request.scope(|| run(|| 1)).unwrap_err().contains("abandoned"));
+        // Another request is unaffected.
+        assert_eq!(Abandoned::new().scope(|| run(|| 2)), Ok(2));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

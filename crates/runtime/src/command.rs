@@ -114,7 +114,8 @@ pub async fn run_command(runtime: &Runtime, program: &Program, spec: CommandSpec
     let audit = Auditor::new(spec.subject.clone());
     let guard = NetworkGuard::new(spec.plan.network.clone(), audit.clone());
     let crypto_ctx = CryptoCtx::new(spec.plan.crypto.clone(), spec.keystore.clone(), audit.clone());
-    let nn_ctx = NnCtx::new(spec.models.clone(), spec.plan.nn.clone(), audit);
+    // A command is never abandoned: its time limit ends the process.
+    let nn_ctx = NnCtx::new(spec.models.clone(), spec.plan.nn.clone(), audit, &wasmzip_nn::Abandoned::new());
     let mut builder = WasiCtxBuilder::new();
     builder.inherit_stdio().args(&spec.args);
     spec.plan.configure(&mut builder, &guard)?;

@@ -19,6 +19,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{Error as HttpError, WasiHttpCtx, WasiHttpView};
 use wasmzip_runtime::audit::Auditor;
 use wasmzip_runtime::capabilities::crypto::CryptoCtx;
+use wasmzip_nn::Abandoned;
 use wasmzip_runtime::capabilities::nn::NnCtx;
 use wasmzip_runtime::capabilities::network::NetworkGuard;
 use wasmzip_runtime::limits::{GuestLimiter, GuestLimits, MAX_RESOURCE_HANDLES};
@@ -67,6 +68,24 @@ fn request_id(req: &Request<Incoming>) -> String {
         getrandom::fill(&mut id).unwrap_or_else(|_| id[0] = 1);
         hex::encode(id)
     })
+}
+
+/// Gives up a request's guest work when dropped while armed: aborts its task (which drops the store
+/// at its next await) and marks it abandoned, so inference it queued is skipped and a wait for a
+/// forward pass ends at once instead of when the pass would have finished.
+struct GiveUp {
+    guest: tokio::task::AbortHandle,
+    abandoned: Abandoned,
+    armed: bool,
+}
+
+impl Drop for GiveUp {
+    fn drop(&mut self) {
+        if self.armed {
+            self.abandoned.set();
+            self.guest.abort();
+        }
+    }
 }
 
 /// Decrements the in-flight gauge when the guest's work is over.
@@ -157,7 +176,8 @@ async fn serve(
     let audit = Auditor::new(format!("{}@{} request {id}", function.name, function.version));
     let guard = NetworkGuard::new(function.plan.network.clone(), audit.clone());
     let crypto = CryptoCtx::new(function.plan.crypto.clone(), function.keystore.clone(), audit.clone());
-    let nn = NnCtx::new(function.models.clone(), function.plan.nn.clone(), audit.clone());
+    let abandoned = Abandoned::new();
+    let nn = NnCtx::new(function.models.clone(), function.plan.nn.clone(), audit.clone(), &abandoned);
     let mut builder = WasiCtxBuilder::new();
     builder.stdout(stdout.clone()).stderr(stderr.clone());
     if let Err(e) = function.plan.configure(&mut builder, &guard) {
@@ -228,6 +248,9 @@ async fn serve(
         run.ok().map(|result| (result, store.data().limiter.memory_refused()))
     });
 
+    // Until the response head is out, the guest's work is given up when this future is dropped (the
+    // client went away) or the deadline passes: the task is aborted and its queued inference skipped.
+    let mut give_up = GiveUp { guest: guest.abort_handle(), abandoned, armed: true };
     let timed_out = || {
         fm.timeouts.inc();
         tracing::warn!(function = %labels.function, version = %labels.version, request_id = %id, "request exceeded its time limit of {:?}", limits.timeout);
@@ -247,6 +270,7 @@ async fn serve(
             }
             // The guest goes on writing the body after the head is sent; what becomes of it is
             // reported when its task ends.
+            give_up.armed = false;
             tokio::spawn(report_after_head(guest, fm.clone(), id.to_string(), limits.memory_bytes));
             let body = CappedBody {
                 inner: body.map_err(|e| BoxError::from(format!("{e:?}"))).boxed_unsync(),

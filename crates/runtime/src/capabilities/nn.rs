@@ -15,7 +15,7 @@ use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi_nn::backend::{BackendError, BackendFromDir, BackendInner};
 use wasmtime_wasi_nn::wit::{ExecutionTarget, GraphEncoding, WasiNnCtx, WasiNnView};
 use wasmtime_wasi_nn::{Backend, Graph, GraphRegistry, Registry};
-use wasmzip_nn::{LoadedModel, NnConfig, NnError};
+use wasmzip_nn::{Abandoned, LoadedModel, NnConfig, NnError};
 use wasmzip_package::{Capability, PackageManifest};
 use wasmzip_package::capability::ModelPattern;
 
@@ -134,9 +134,11 @@ pub fn load_models(
     Ok(set)
 }
 
-/// The registry one instance sees: the package's loaded models, filtered by its grants.
+/// The registry one instance sees: the package's loaded models, filtered by its grants, each tied
+/// to the instance's request (see `wasmzip_nn::for_request`).
 struct GrantedModels {
     models: Arc<ModelSet>,
+    graphs: HashMap<String, Graph>,
     grants: Arc<NnGrants>,
     audit: Auditor,
 }
@@ -148,7 +150,7 @@ impl GraphRegistry for GrantedModels {
             self.audit.denied(&format!("loading model `{shown}`"), &format!("nn:model:{shown}"));
             return None;
         }
-        let found = self.models.get(name).map(|m| &m.graph);
+        let found = self.graphs.get(name);
         if found.is_none() {
             match self.models.failure(name) {
                 Some(why) => tracing::error!(target: "wasmzip::nn", model = %name, "the guest asked for model `{name}`, which could not be loaded: {why}"),
@@ -190,11 +192,13 @@ impl BackendInner for RefuseGuestBytes {
 pub struct NnCtx(WasiNnCtx);
 
 impl NnCtx {
-    /// The context for one instance of a package version with `models` and `grants`.
-    pub fn new(models: Arc<ModelSet>, grants: Arc<NnGrants>, audit: Auditor) -> Self {
+    /// The context for one instance of a package version with `models` and `grants`. Its forward
+    /// passes are skipped, and its waits for them end, once `abandoned` is set.
+    pub fn new(models: Arc<ModelSet>, grants: Arc<NnGrants>, audit: Auditor, abandoned: &Abandoned) -> Self {
         let backends = [GraphEncoding::Onnx, GraphEncoding::Autodetect]
             .map(|encoding| Backend::from(RefuseGuestBytes { encoding, audit: audit.clone() }));
-        NnCtx(WasiNnCtx::new(backends, Registry::from(GrantedModels { models, grants, audit })))
+        let graphs = models.iter().map(|m| (m.name.clone(), wasmzip_nn::for_request(&m.graph, abandoned))).collect();
+        NnCtx(WasiNnCtx::new(backends, Registry::from(GrantedModels { models, graphs, grants, audit })))
     }
 }
 
