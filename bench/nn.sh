@@ -6,17 +6,23 @@
 # Usage: bash bench/nn.sh
 #
 # Per back-end (tract, then ONNX Runtime), on this host, one server at a time:
-#   1. native:  nn_baseline BACKEND MODEL IMAGE $REPEAT           -> p50 of compute (µs); run twice
-#               (before the CLI and after the HTTP p50s), the lower p50 is the baseline
-#   2. CLI:     wasmzip run orientation-cli.wasmzip -- --repeat $REPEAT IMAGE -> the guest's p50 (µs)
-#   3. HTTP:    a fresh `wasmzip serve` with no package; `wasmzip deploy` of orientation.wasmzip
-#               through the admin API, then the time from deploy returning to the first 200 (curl in
-#               a tight loop); then $HTTP_N sequential POSTs of the PNG on one connection: p50 of the
-#               guest-reported inference_us and p50 of curl's time_total (end to end);
-#   4. RSS:     the server's VmRSS (/proc/PID/status) before and after $RSS_N requests (curl
-#               --parallel, 16 at a time);
-#   5. load:    requests/s at 1, 4 and 16 connections (wrk, $DURATION_S s each, POST of the PNG).
-# Ratios are wasmzip p50 / native p50 (goal ≤ 1.1). Prints a plain table and a markdown table.
+#   1. deploy:  a fresh `wasmzip serve` with no package; `wasmzip deploy` of orientation.wasmzip
+#               through the admin API; the time from deploy returning to the first 200 (curl in a
+#               tight loop), against the warm end-to-end p50.
+#   2. rounds:  $ROUNDS rounds, each running in turn (so that drift on this shared host hits all sides):
+#               native:   nn_baseline BACKEND MODEL IMAGE $REPEAT -> p50 of compute (µs)
+#               CLI:      wasmzip run orientation-cli.wasmzip -- --repeat $REPEAT IMAGE -> the guest's p50
+#               HTTP:     $HTTP_N sequential POSTs of the PNG on one connection: p50 of the guest-reported
+#                         inference_us (the guest decodes every request) and of curl's time_total
+#               native pausing: nn_baseline --pause-ms P, P = the round's HTTP end-to-end p50 minus
+#                         its inference p50 (the time the HTTP path is idle between passes; reference)
+#               Each figure is the median over rounds; each ratio (CLI / native, HTTP / native) the
+#               median of the per-round ratios. Goal ≤ 1.1.
+#   3. RSS:     the server's VmRSS (/proc/PID/status) after $RSS_WARM warm-up requests 16 at a time,
+#               then after each fifth of $RSS_N more (curl --parallel, 16 at a time). Goal: no growth.
+#   4. load:    requests/s at 1, 4 and 16 connections (wrk, $DURATION_S s each, POST of the PNG);
+#               RSS 2 s after the last run (wrk hangs up on the requests it still has in flight).
+# Prints a plain table and a markdown table.
 #
 # Builds (release) wasmzip with --features ort, the example nn_baseline and the two guests; fetches the
 # model (scripts/fetch-model.sh) and ONNX Runtime 1.32.0 (scripts/find-onnxruntime.sh, a private venv);
@@ -25,10 +31,12 @@
 # Works in a temporary directory removed on exit; every server it starts is stopped on exit.
 #
 # Knobs (environment):
-#   REPEAT       inferences for native and CLI p50                (default 100)
+#   ROUNDS       latency rounds                                   (default 3)
+#   REPEAT       inferences for native and CLI p50, per round     (default 100)
 #   HTTP_N       sequential HTTP requests for the HTTP p50s       (default 100)
-#   RSS_N        requests between the two RSS readings            (default 10000)
-#   RSS_MAX_S    ... or fewer, when they take longer than this    (default 240; tract does ~5000 on 2 cores)
+#   RSS_WARM     warm-up requests before the first RSS reading    (default 1000)
+#   RSS_N        requests after it                                (default 10000)
+#   RSS_MAX_S    ... or fewer, when they take longer than this    (default 600; tract does ~30/s on 2 cores)
 #   DURATION_S   each wrk throughput run, seconds                 (default 5)
 #   CONNS        connection counts for throughput                 (default "1 4 16")
 #   BACKENDS     which back-ends                                  (default "tract ort")
@@ -41,8 +49,10 @@ export LC_ALL=C
 
 REPEAT=${REPEAT:-100}
 HTTP_N=${HTTP_N:-100}
+ROUNDS=${ROUNDS:-3}
+RSS_WARM=${RSS_WARM:-1000}
 RSS_N=${RSS_N:-10000}
-RSS_MAX_S=${RSS_MAX_S:-240}
+RSS_MAX_S=${RSS_MAX_S:-600}
 DURATION_S=${DURATION_S:-5}
 CONNS=${CONNS:-"1 4 16"}
 BACKENDS=${BACKENDS:-"tract ort"}
@@ -219,6 +229,17 @@ declare -A R   # results, keyed "BACKEND.FIGURE"
 # ----------------------------------------------------------------------------------------------------
 # Measurements.
 
+# p50 of a wasmzip figure over ROUNDS rounds, and the median over rounds of its per-round ratio to
+# a baseline: round_stats FIGURE BASELINE -> "median_p50 median_ratio"
+round_stats() {
+    local b=$1 fig=$2 base=$3 r vals=() ratios=()
+    for ((r = 1; r <= ROUNDS; r++)); do
+        vals+=("${R[$b.$fig.$r]}")
+        ratios+=("$(calc "${R[$b.$fig.$r]} / ${R[$b.$base.$r]}" %.3f)")
+    done
+    echo "$(printf '%s\n' "${vals[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }') $(printf '%s\n' "${ratios[@]}" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')"
+}
+
 bench_backend() {
     local b=$1 nn_args label out
     case $b in
@@ -227,34 +248,19 @@ bench_backend() {
         *) die "unknown back-end $b" ;;
     esac
     local cache="$TMP/cache-$b"
-
-    # 1. native (again after the HTTP p50s; the lower p50 is the baseline: this host may be busy)
     local spec=$b
     [[ $b == ort ]] && spec="ort=$ORT_LIB"
+
+    # native ROUND KEY [--pause-ms MS]: nn_baseline's p50 into R[$b.KEY.ROUND]
     native() {
-        log "[$b] native: nn_baseline, $REPEAT inferences"
-        out=$("$BASELINE" "$spec" "$MODEL" "$IMAGE" "$REPEAT" 2>"$TMP/native-$b.err") || { cat "$TMP/native-$b.err" >&2; die "nn_baseline $b failed"; }
-        log "[$b] native: $out ($(cat "$TMP/native-$b.err"))"
-        local p50 min
-        p50=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<<"$out")
-        min=$(sed -n 's/.*min_us=\([0-9]*\).*/\1/p' <<<"$out")
-        if [[ -z ${R[$b.native]:-} ]] || ((p50 < R[$b.native])); then R[$b.native]=$p50; fi
-        if [[ -z ${R[$b.native_min]:-} ]] || ((min < R[$b.native_min])); then R[$b.native_min]=$min; fi
+        local round=$1 key=$2
+        shift 2
+        out=$("$BASELINE" "$spec" "$MODEL" "$IMAGE" "$REPEAT" "$@" 2>"$TMP/native-$b.err") || { cat "$TMP/native-$b.err" >&2; die "nn_baseline $b failed"; }
+        R[$b.$key.$round]=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<<"$out")
         [[ $(sed -n 's/^label=\([0-9]*\).*/\1/p' <<<"$out") == "$EXPECT" ]] || PROBLEMS+=("$b native: label is not $EXPECT: $out")
     }
-    native
 
-    # 2. CLI
-    log "[$b] CLI: orientation-cli --repeat $REPEAT"
-    out=$("$WASMZIP" run "$TMP/orientation-cli.wasmzip" --trust "$TMP/dev.pub" --grant-requested \
-        --mount "/data=$TMP/data" --cache-dir "$cache" "${nn_args[@]}" -- --repeat "$REPEAT" "/data/$IMAGE_NAME" 2>"$TMP/cli-$b.err") \
-        || { cat "$TMP/cli-$b.err" >&2; die "wasmzip run (orientation-cli, $b) failed"; }
-    log "[$b] CLI: $out"
-    R[$b.cli]=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<<"$out")
-    R[$b.cli_min]=$(sed -n 's/.*min_us=\([0-9]*\).*/\1/p' <<<"$out")
-    [[ $out == *"label=$EXPECT "* ]] || PROBLEMS+=("$b CLI: label is not $EXPECT: $out")
-
-    # 3. HTTP: a server with no package, deploy, first 200, then sequential requests.
+    # 1. A server with no package; deploy; the first 200 after deploy.
     local port aport pid logf="$TMP/serve-$b.log"
     port=$(free_port); aport=$(free_port)
     while [[ $aport == "$port" ]]; do aport=$(free_port); done
@@ -279,47 +285,81 @@ bench_backend() {
     R[$b.first_ms]=$(calc "($t2 - $t1) / 1000" %.1f)
     log "[$b] deploy took ${R[$b.deploy_ms]} ms; first 200 ${R[$b.first_ms]} ms after it ($tries non-200 answers first): $(head -c 200 "$TMP/first-$b.json")"
     grep -q "\"label\":\"$EXPECT\"" "$TMP/first-$b.json" || PROBLEMS+=("$b HTTP: label is not $EXPECT: $(head -c 200 "$TMP/first-$b.json")")
-
-    # Warm-up, then HTTP_N sequential POSTs on one connection (one curl, many URLs).
     local urls=() i
     for ((i = 0; i < 10; i++)); do urls+=("$url"); done
     curl -s -H 'content-type: image/png' --data-binary @"$IMAGE" "${urls[@]}" >/dev/null || true
     urls=()
     for ((i = 0; i < HTTP_N; i++)); do urls+=("$url"); done
-    curl -s -H 'content-type: image/png' --data-binary @"$IMAGE" -w '\t%{http_code}\t%{time_total}\n' "${urls[@]}" >"$TMP/seq-$b.txt" \
-        || die "sequential requests ($b) failed"
-    local ok
-    ok=$(awk -F'\t' '$2 == 200' "$TMP/seq-$b.txt" | wc -l)
-    ((ok == HTTP_N)) || PROBLEMS+=("$b HTTP: only $ok of $HTTP_N sequential requests answered 200")
-    R[$b.http]=$(sed -n 's/.*"inference_us":\([0-9]*\).*/\1/p' "$TMP/seq-$b.txt" | p50)
-    R[$b.http_e2e]=$(awk -F'\t' '$2 == 200 { printf "%.0f\n", $3 * 1e6 }' "$TMP/seq-$b.txt" | p50)
-    log "[$b] HTTP: guest inference p50 ${R[$b.http]} µs, end-to-end p50 ${R[$b.http_e2e]} µs over $HTTP_N requests"
-    native
 
-    # 4. RSS before / after RSS_N requests, 16 at a time (curl --parallel: an exact count, unlike wrk).
+    # 2. Latency rounds: native, CLI, HTTP, in turn (this host is shared:
+    #    interleaving lets drift hit every side alike; each ratio compares figures of one round).
+    local round ok
+    for ((round = 1; round <= ROUNDS; round++)); do
+        native "$round" native
+        out=$("$WASMZIP" run "$TMP/orientation-cli.wasmzip" --trust "$TMP/dev.pub" --grant-requested \
+            --mount "/data=$TMP/data" --cache-dir "$cache" "${nn_args[@]}" -- --repeat "$REPEAT" "/data/$IMAGE_NAME" 2>"$TMP/cli-$b.err") \
+            || { cat "$TMP/cli-$b.err" >&2; die "wasmzip run (orientation-cli, $b) failed"; }
+        R[$b.cli.$round]=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<<"$out")
+        [[ $out == *"label=$EXPECT "* ]] || PROBLEMS+=("$b CLI: label is not $EXPECT: $out")
+        curl -s -H 'content-type: image/png' --data-binary @"$IMAGE" -w '\t%{http_code}\t%{time_total}\n' "${urls[@]}" >"$TMP/seq-$b.txt" \
+            || die "sequential requests ($b) failed"
+        ok=$(awk -F'\t' '$2 == 200' "$TMP/seq-$b.txt" | wc -l)
+        ((ok == HTTP_N)) || PROBLEMS+=("$b HTTP: only $ok of $HTTP_N sequential requests answered 200")
+        R[$b.http.$round]=$(sed -n 's/.*"inference_us":\([0-9]*\).*/\1/p' "$TMP/seq-$b.txt" | p50)
+        R[$b.http_e2e.$round]=$(awk -F'\t' '$2 == 200 { printf "%.0f\n", $3 * 1e6 }' "$TMP/seq-$b.txt" | p50)
+        # The HTTP path is idle between passes (decoding, the round trip): native with that pause.
+        R[$b.pause_ms.$round]=$(calc "(${R[$b.http_e2e.$round]} - ${R[$b.http.$round]}) / 1000" %.0f)
+        native "$round" native_paused --pause-ms "${R[$b.pause_ms.$round]}"
+        log "[$b] round $round: native ${R[$b.native.$round]} µs, CLI ${R[$b.cli.$round]} µs, HTTP ${R[$b.http.$round]} µs (end to end ${R[$b.http_e2e.$round]} µs), native pausing ${R[$b.pause_ms.$round]} ms between inferences ${R[$b.native_paused.$round]} µs"
+    done
+    read -r R[$b.native] _ < <(round_stats "$b" native native)
+    read -r R[$b.cli] R[$b.cli_ratio] < <(round_stats "$b" cli native)
+    read -r R[$b.http] R[$b.http_ratio] < <(round_stats "$b" http native)
+    read -r R[$b.http_e2e] _ < <(round_stats "$b" http_e2e http_e2e)
+    read -r R[$b.native_paused] _ < <(round_stats "$b" native_paused native_paused)
+    read -r R[$b.pause_ms] _ < <(round_stats "$b" pause_ms pause_ms)
+    read -r _ R[$b.http_paused_ratio] < <(round_stats "$b" http native_paused)
+    R[$b.rss_seq]=$(rss_kib "$pid")
+
+    # 3. RSS: a warm-up at 16 in parallel, then RSS_N requests at 16 in parallel in five parts, RSS
+    #    after each (curl --parallel: an exact count, unlike wrk).
+    run_parallel() {
+        local n=$1 codes=$2 limit=$3
+        awk -v n="$n" -v u="$url" 'BEGIN { for (i = 0; i < n; i++) printf "url = \"%s\"\noutput = \"/dev/null\"\n", u }' >"$TMP/rss-urls.cfg"
+        timeout "$limit" curl -s --no-progress-meter --parallel --parallel-max 16 -H 'content-type: image/png' --data-binary @"$IMAGE" \
+            -w '%{http_code}\n' -K "$TMP/rss-urls.cfg" >>"$codes" 2>>"$TMP/rss-curl-$b.err" || true
+    }
+    : >"$TMP/rss-codes-$b.txt"
+    run_parallel "$RSS_WARM" "$TMP/rss-warm-$b.txt" "$RSS_MAX_S"
+    sleep 1
     R[$b.rss_before]=$(rss_kib "$pid")
-    log "[$b] RSS: ${R[$b.rss_before]} KiB; $RSS_N requests, 16 in parallel"
-    awk -v n="$RSS_N" -v u="$url" 'BEGIN { for (i = 0; i < n; i++) printf "url = \"%s\"\noutput = \"/dev/null\"\n", u }' >"$TMP/rss-urls.cfg"
+    log "[$b] RSS after $RSS_WARM warm-up requests at 16 in parallel: ${R[$b.rss_before]} KiB; now $RSS_N more in five parts"
+    local part samples=() answered deadline=$((SECONDS + RSS_MAX_S))
     t0=$(now_us)
-    timeout "$RSS_MAX_S" curl -s --no-progress-meter --parallel --parallel-max 16 -H 'content-type: image/png' --data-binary @"$IMAGE" \
-        -w '%{http_code}\n' -K "$TMP/rss-urls.cfg" >"$TMP/rss-codes-$b.txt" 2>"$TMP/rss-curl-$b.err" || true
+    for part in 1 2 3 4 5; do
+        ((SECONDS < deadline)) || break
+        run_parallel "$((RSS_N / 5))" "$TMP/rss-codes-$b.txt" "$((deadline - SECONDS))"
+        samples+=("$(($(rss_kib "$pid") / 1024))")
+    done
     t1=$(now_us)
     sleep 1
     R[$b.rss_after]=$(rss_kib "$pid")
+    R[$b.rss_samples]=$(IFS=/; echo "${samples[*]}")
     R[$b.rss_reqs]=$(grep -c '^200$' "$TMP/rss-codes-$b.txt" || true)
-    local answered
     answered=$(wc -l <"$TMP/rss-codes-$b.txt")
     ((R[$b.rss_reqs] == answered)) || PROBLEMS+=("$b RSS run: only ${R[$b.rss_reqs]} of $answered answers were 200 ($(sort "$TMP/rss-codes-$b.txt" | uniq -c | tr '\n' ' '))")
     ((answered == RSS_N)) || NOTES+=("$b: the RSS run stopped after RSS_MAX_S=${RSS_MAX_S}s with $answered of $RSS_N requests done")
-    log "[$b] RSS after ${R[$b.rss_reqs]} requests ($(calc "$answered / (($t1 - $t0) / 1e6)" %.1f) requests/s): ${R[$b.rss_after]} KiB"
+    log "[$b] RSS after ${R[$b.rss_reqs]} requests ($(calc "$answered / (($t1 - $t0) / 1e6)" %.1f) requests/s): ${R[$b.rss_after]} KiB (MiB after each part: ${R[$b.rss_samples]})"
 
-    # 5. Throughput.
+    # 4. Throughput.
     local c
     for c in $CONNS; do
         local threads=$((c < 2 ? c : 2))
         R[$b.rps$c]=$(wrk_rps "$TMP/wrk-$b-$c.txt" -t"$threads" -c"$c" -d"${DURATION_S}s" --timeout 30s -s "$TMP/post.lua" "$url")
         log "[$b] $c connection(s): ${R[$b.rps$c]} requests/s"
     done
+    sleep 2
+    R[$b.rss_end]=$(rss_kib "$pid")
     stop "$pid"
     R[$b.label]=$label
 }
@@ -335,16 +375,17 @@ ratio() { [[ -n $1 && -n $2 && $2 != 0 ]] && calc "$1 / $2" %.2f || echo nan; }
 ROWS=()   # figure|value|baseline|ratio|goal|met
 for b in $BACKENDS; do
     l=${R[$b.label]}
-    n=${R[$b.native]}
-    rc=$(ratio "${R[$b.cli]}" "$n")
-    rh=$(ratio "${R[$b.http]}" "$n")
-    ROWS+=("$l: inference p50, wasmzip run (guest, $REPEAT runs)|${R[$b.cli]} µs|native ${n} µs|$rc|≤ 1.1|$(yesno "$rc <= 1.1")")
-    ROWS+=("$l: inference p50, wasmzip serve (guest, $HTTP_N requests)|${R[$b.http]} µs|native ${n} µs|$rh|≤ 1.1|$(yesno "$rh <= 1.1")")
+    rc=${R[$b.cli_ratio]}
+    rh=${R[$b.http_ratio]}
+    ROWS+=("$l: inference p50, wasmzip run (guest, $REPEAT runs)|${R[$b.cli]} µs|native ${R[$b.native]} µs|$(calc "$rc" %.2f)|≤ 1.1|$(yesno "$rc <= 1.1")")
+    ROWS+=("$l: inference p50, wasmzip serve (guest, $HTTP_N requests)|${R[$b.http]} µs|native ${R[$b.native]} µs|$(calc "$rh" %.2f)|≤ 1.1|$(yesno "$rh <= 1.1")")
+    ROWS+=("$l: (reference) inference p50, wasmzip serve, against native pausing ${R[$b.pause_ms]} ms between inferences|${R[$b.http]} µs|native, pausing ${R[$b.native_paused]} µs|$(calc "${R[$b.http_paused_ratio]}" %.2f)|—|—")
     ROWS+=("$l: HTTP request p50, end to end (curl, 1 connection)|${R[$b.http_e2e]} µs|guest inference ${R[$b.http]} µs|$(ratio "${R[$b.http_e2e]}" "${R[$b.http]}")|—|—")
     for c in $CONNS; do
         ROWS+=("$l: requests/s, $c connection(s)|${R[$b.rps$c]}|—|—|—|—")
     done
-    ROWS+=("$l: server RSS before / after ${R[$b.rss_reqs]} requests|$((${R[$b.rss_before]} / 1024)) MiB → $((${R[$b.rss_after]} / 1024)) MiB|empty server $((${R[$b.rss_empty]} / 1024)) MiB|$(ratio "${R[$b.rss_after]}" "${R[$b.rss_before]}")|—|—")
+    ROWS+=("$l: server RSS after $RSS_WARM warm-up requests → after ${R[$b.rss_reqs]} more (16 in parallel)|$((${R[$b.rss_before]} / 1024)) MiB → $((${R[$b.rss_after]} / 1024)) MiB (each fifth: ${R[$b.rss_samples]})|empty server $((${R[$b.rss_empty]} / 1024)) MiB; after the 1-connection rounds $((${R[$b.rss_seq]} / 1024)) MiB|$(ratio "${R[$b.rss_after]}" "${R[$b.rss_before]}")|no growth|$(yesno "${R[$b.rss_after]} <= ${R[$b.rss_before]} * 1.05")")
+    ROWS+=("$l: server RSS 2 s after the throughput runs|$((${R[$b.rss_end]} / 1024)) MiB|—|—|—|—")
     ROWS+=("$l: first request after deploy (deploy itself ${R[$b.deploy_ms]} ms)|${R[$b.first_ms]} ms|warm p50 $(calc "${R[$b.http_e2e]} / 1000" %.1f) ms|$(ratio "${R[$b.first_ms]} * 1000" "${R[$b.http_e2e]}")|—|—")
 done
 

@@ -2,7 +2,7 @@
 //! without wasm in between.
 //!
 //! ```text
-//! nn_baseline tract|ort[=LIBPATH] MODEL IMAGE N [--target cpu|gpu|auto] [--decode-each]
+//! nn_baseline tract|ort[=LIBPATH] MODEL IMAGE N [--target cpu|gpu|auto] [--pause-ms MS]
 //! ```
 //!
 //! Preprocesses IMAGE exactly as the guests do (`guests/wasi-nn-guest`, `spec`: decode PNG/JPEG to
@@ -13,9 +13,8 @@
 //! linear memory). Prints `label=L p50_us=P min_us=M n=N` (p50: the lower median, as the guest's),
 //! plus `scores=...` and `load_ms=...` on a second line to stderr.
 //!
-//! `--decode-each` decodes and preprocesses the image again before every inference (untimed), as a
-//! service does per request: the compute then starts with the caches the decoding left behind, like
-//! the HTTP guest's, rather than hot from the previous inference.
+//! `--pause-ms MS` sleeps MS milliseconds (untimed) before every inference, as a server that is idle
+//! between requests does: bench/nn.sh passes the time an HTTP request spends outside inference.
 //!
 //! `ort` without `=LIBPATH` uses `$ORT_DYLIB_PATH`; it needs `--features ort`.
 
@@ -107,13 +106,12 @@ fn run() -> Result<(), String> {
         target = value.parse()?;
         args.drain(i..i + 2);
     }
-    let decode_each = match args.iter().position(|a| a == "--decode-each") {
-        Some(i) => {
-            args.remove(i);
-            true
-        }
-        None => false,
-    };
+    let mut pause = std::time::Duration::ZERO;
+    if let Some(i) = args.iter().position(|a| a == "--pause-ms") {
+        let ms: u64 = args.get(i + 1).and_then(|v| v.parse().ok()).ok_or("--pause-ms needs a whole number of milliseconds")?;
+        pause = std::time::Duration::from_millis(ms);
+        args.drain(i..i + 2);
+    }
     let [backend, model, image, n] = <[String; 4]>::try_from(args).map_err(|_| USAGE.to_string())?;
     let backend = match backend.split_once('=') {
         None if backend == "tract" => BackendChoice::Tract,
@@ -126,13 +124,10 @@ fn run() -> Result<(), String> {
     let n: usize = n.parse().ok().filter(|n| *n >= 1).ok_or("N must be a whole number >= 1")?;
 
     let bytes = std::fs::read(&image).map_err(|e| format!("{image}: {e}"))?;
-    let make_tensor = || -> Result<wasmtime_wasi_nn::Tensor, String> {
-        let rgb = decode_rgb(&bytes).map_err(|e| format!("{image}: {e}"))?;
-        let input = preprocess(&rgb);
-        let data: Vec<u8> = input.iter().flat_map(|v| v.to_le_bytes()).collect();
-        Ok(wasmtime_wasi_nn::Tensor::new(INPUT_DIMS.to_vec(), TensorType::Fp32, data))
-    };
-    let tensor = make_tensor()?;
+    let rgb = decode_rgb(&bytes).map_err(|e| format!("{image}: {e}"))?;
+    let input = preprocess(&rgb);
+    let data: Vec<u8> = input.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let tensor = wasmtime_wasi_nn::Tensor::new(INPUT_DIMS.to_vec(), TensorType::Fp32, data);
 
     let start = Instant::now();
     let loaded = load_model("orientation", model.as_ref(), target, &NnConfig { backend, target: None }).map_err(|e| e.to_string())?;
@@ -142,8 +137,10 @@ fn run() -> Result<(), String> {
     let mut times = Vec::with_capacity(n);
     let mut scores = [0f32; 4];
     for _ in 0..n {
-        let tensor = if decode_each { make_tensor()? } else { tensor.clone() };
-        let inputs = vec![NamedTensor { name: INPUT_NAME.into(), tensor }];
+        let inputs = vec![NamedTensor { name: INPUT_NAME.into(), tensor: tensor.clone() }];
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
         let start = Instant::now();
         let outputs = ctx.compute_with_io(inputs).map_err(|e| e.to_string())?;
         let first = outputs.first().ok_or("the model returned no output")?;
