@@ -44,7 +44,7 @@ const STD_RGB: [f32; 3] = [0.229, 0.224, 0.225];
 const MAX_DECODE_ALLOC: u64 = 256 * 1024 * 1024;
 const MAX_SIDE: u32 = 16384;
 
-const USAGE: &str = "usage: nn_baseline tract|ort[=LIBPATH] MODEL IMAGE N [--target cpu|gpu|auto]";
+const USAGE: &str = "usage: nn_baseline tract|ort[=LIBPATH] MODEL IMAGE N [--target cpu|gpu|auto] [--pause-ms MS]";
 
 fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, String> {
     let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;

@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 mod info;
+mod model;
 #[cfg(feature = "ort")]
 mod ort_backend;
 mod pool;

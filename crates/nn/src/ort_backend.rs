@@ -21,13 +21,14 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::tensor::{PrimitiveTensorElementType, TensorElementType};
 use ort::value::{DynValue, Tensor as OrtTensor, ValueType};
 use tract_onnx::prelude::f16;
-use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, BackendGraph, NamedTensor};
+use wasmtime_wasi_nn::backend::{BackendError, NamedTensor};
 use wasmtime_wasi_nn::wit::TensorType;
-use wasmtime_wasi_nn::{ExecutionContext, Graph};
+use wasmtime_wasi_nn::Graph;
 use wasmzip_package::manifest::ModelTarget;
 
 use crate::info::{ModelInfo, TensorInfo};
 use crate::tensor::{check_input, decode_le, error, ordered_inputs};
+use crate::model::{self, Model};
 use crate::{NnError, pool};
 
 /// The ONNX Runtime library of this process: `ort` can load only one, once.
@@ -127,13 +128,6 @@ struct OrtGraph {
     output_names: Vec<CString>,
 }
 
-/// The graph as wasmtime-wasi-nn holds it (behind its own `Arc`).
-struct SharedGraph(Arc<OrtGraph>);
-
-struct OrtContext {
-    graph: Arc<OrtGraph>,
-}
-
 fn c_names(model: &str, tensors: &[TensorInfo]) -> Result<Vec<CString>, NnError> {
     tensors
         .iter()
@@ -183,8 +177,7 @@ pub(crate) fn load(name: &str, bytes: &[u8], info: &Arc<ModelInfo>, target: Mode
         }
     }
     let graph = OrtGraph { input_names: c_names(name, &info.inputs)?, output_names: c_names(name, &info.outputs)?, session, info: info.clone() };
-    let graph: Box<dyn BackendGraph> = Box::new(SharedGraph(Arc::new(graph)));
-    Ok((Graph::from(graph), "cpu"))
+    Ok((model::graph(graph), "cpu"))
 }
 
 /// `OrtApi::Run` on a shared session: the inputs in `input_names` order, every output in
@@ -261,25 +254,9 @@ fn from_ort(name: &str, v: &DynValue) -> Result<wasmtime_wasi_nn::Tensor, Backen
     Ok(wasmtime_wasi_nn::Tensor::new(dims, ty, data))
 }
 
-impl BackendGraph for SharedGraph {
-    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
-        let ctx: Box<dyn BackendExecutionContext> = Box::new(OrtContext { graph: self.0.clone() });
-        Ok(ExecutionContext::from(ctx))
-    }
-}
-
-impl BackendExecutionContext for OrtContext {
-    fn set_input(&mut self, _id: wasmtime_wasi_nn::backend::Id, _tensor: &wasmtime_wasi_nn::Tensor) -> Result<(), BackendError> {
-        Err(error("set-input is not part of this wasi-nn version: pass inputs to compute"))
-    }
-
-    fn get_output(&mut self, _id: wasmtime_wasi_nn::backend::Id) -> Result<wasmtime_wasi_nn::Tensor, BackendError> {
-        Err(error("get-output is not part of this wasi-nn version: compute returns the outputs"))
-    }
-
-    fn compute(&mut self, inputs: Option<Vec<NamedTensor>>) -> Result<Option<Vec<NamedTensor>>, BackendError> {
-        let g = &self.graph;
-        let values = ordered_inputs(&g.info, &inputs.unwrap_or_default(), to_ort)?;
+impl Model for OrtGraph {
+    fn compute(g: &Arc<Self>, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
+        let values = ordered_inputs(&g.info, &inputs, to_ort)?;
         let shared = g.clone();
         let outputs = pool::run(move || run_shared(&shared.session, &shared.input_names, &values, &shared.output_names))
             .map_err(|why| error(format!("inference failed: {why}")))?
@@ -289,7 +266,7 @@ impl BackendExecutionContext for OrtContext {
             let name = g.info.outputs.get(ix).map(|o| o.name.clone()).unwrap_or_else(|| ix.to_string());
             named.push(NamedTensor { tensor: from_ort(&name, out)?, name });
         }
-        Ok(Some(named))
+        Ok(named)
     }
 }
 

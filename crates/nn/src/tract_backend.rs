@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
-use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, BackendGraph, NamedTensor};
-use wasmtime_wasi_nn::{ExecutionContext, Graph};
+use wasmtime_wasi_nn::Graph;
+use wasmtime_wasi_nn::backend::{BackendError, NamedTensor};
 use wasmzip_package::manifest::ModelTarget;
 
 use crate::info::ModelInfo;
@@ -16,6 +16,7 @@ use crate::info::ModelInfo;
 #[cfg(feature = "cuda")]
 use tract_cuda as _;
 use crate::tensor::{error, from_tract, ordered_inputs, to_tract};
+use crate::model::{self, Model};
 use crate::{NnError, pool};
 
 /// A compiled model: the plan every context of every request shares.
@@ -23,13 +24,6 @@ struct TractGraph {
     plan: Arc<dyn Runnable>,
     info: Arc<ModelInfo>,
     output_names: Vec<String>,
-}
-
-/// The graph as wasmtime-wasi-nn holds it (behind its own `Arc`).
-struct SharedGraph(Arc<TractGraph>);
-
-struct TractContext {
-    graph: Arc<TractGraph>,
 }
 
 fn datum(element: &str) -> Option<DatumType> {
@@ -90,29 +84,12 @@ pub(crate) fn load(name: &str, bytes: &[u8], info: &Arc<ModelInfo>, target: Mode
     let (rt, device) = runtime(name, target)?;
     let plan = rt.prepare(typed).map_err(|e| NnError::Target { model: name.into(), target, message: format!("{e:#}") })?;
     let output_names = info.outputs.iter().map(|o| o.name.clone()).collect();
-    let graph: Box<dyn BackendGraph> = Box::new(SharedGraph(Arc::new(TractGraph { plan: Arc::from(plan), info: info.clone(), output_names })));
-    Ok((Graph::from(graph), device))
+    Ok((model::graph(TractGraph { plan: Arc::from(plan), info: info.clone(), output_names }), device))
 }
 
-impl BackendGraph for SharedGraph {
-    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
-        let ctx: Box<dyn BackendExecutionContext> = Box::new(TractContext { graph: self.0.clone() });
-        Ok(ExecutionContext::from(ctx))
-    }
-}
-
-impl BackendExecutionContext for TractContext {
-    fn set_input(&mut self, _id: wasmtime_wasi_nn::backend::Id, _tensor: &wasmtime_wasi_nn::Tensor) -> Result<(), BackendError> {
-        Err(error("set-input is not part of this wasi-nn version: pass inputs to compute"))
-    }
-
-    fn get_output(&mut self, _id: wasmtime_wasi_nn::backend::Id) -> Result<wasmtime_wasi_nn::Tensor, BackendError> {
-        Err(error("get-output is not part of this wasi-nn version: compute returns the outputs"))
-    }
-
-    fn compute(&mut self, inputs: Option<Vec<NamedTensor>>) -> Result<Option<Vec<NamedTensor>>, BackendError> {
-        let g = &self.graph;
-        let values: TVec<TValue> = ordered_inputs(&g.info, &inputs.unwrap_or_default(), |declared, t| Ok(to_tract(declared, t)?.into_tvalue()))?.into();
+impl Model for TractGraph {
+    fn compute(g: &Arc<Self>, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
+        let values: TVec<TValue> = ordered_inputs(&g.info, &inputs, |declared, t| Ok(to_tract(declared, t)?.into_tvalue()))?.into();
         let plan = g.plan.clone();
         let outputs = pool::run(move || plan.run(values))
             .map_err(|why| error(format!("inference failed: {why}")))?
@@ -122,7 +99,7 @@ impl BackendExecutionContext for TractContext {
             let name = g.output_names.get(ix).cloned().unwrap_or_else(|| ix.to_string());
             named.push(NamedTensor { tensor: from_tract(&name, out)?, name });
         }
-        Ok(Some(named))
+        Ok(named)
     }
 }
 
