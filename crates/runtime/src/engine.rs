@@ -34,12 +34,34 @@ pub struct PoolConfig {
     pub instances: u32,
     /// Largest linear memory any instance may grow to: the ceiling for a manifest's memory limit.
     pub max_memory_bytes: u64,
+    /// Bytes of each slot's linear memory (and at most 1 MiB of its table and stack) kept mapped when
+    /// an instance ends: its dirty pages are restored in place instead of being unmapped and faulted
+    /// in again by the next request. `None` picks [`PoolConfig::DEFAULT_KEEP_RESIDENT`] where the
+    /// kernel can list dirty pages (Linux's `PAGEMAP_SCAN`, 6.7 and later) and 0 elsewhere, where
+    /// keeping memory resident means clearing all of it on every reuse.
+    pub keep_resident_bytes: Option<u64>,
 }
 
 impl PoolConfig {
     /// Core instances, memories and tables per component instance: a component built by Rust's
     /// toolchain holds its main module plus a few shims, each counted separately.
     pub const CORE_PER_COMPONENT: u32 = 8;
+
+    /// Bytes kept resident per slot by default where dirty pages can be listed.
+    pub const DEFAULT_KEEP_RESIDENT: u64 = 1 << 20;
+
+    /// Whether the kernel reports dirty pages, so that resetting a resident slot costs only what the
+    /// last instance wrote.
+    pub fn dirty_page_scan_available() -> bool {
+        wasmtime::PoolingAllocationConfig::is_pagemap_scan_available()
+    }
+
+    /// The bytes of linear memory kept resident per slot, after defaults.
+    pub fn effective_keep_resident(&self) -> u64 {
+        self.keep_resident_bytes
+            .unwrap_or(if Self::dirty_page_scan_available() { Self::DEFAULT_KEEP_RESIDENT } else { 0 })
+            .min(self.max_memory_bytes)
+    }
 }
 
 /// A compiled guest program.
@@ -85,6 +107,15 @@ impl Runtime {
                 .max_tables_per_component(PoolConfig::CORE_PER_COMPONENT)
                 .max_memory_size(usize::try_from(pool.max_memory_bytes).unwrap_or(usize::MAX))
                 .total_stacks(pool.instances);
+            let keep = usize::try_from(pool.effective_keep_resident()).unwrap_or(usize::MAX);
+            if keep > 0 {
+                // Tables and fiber stacks are small; 1 MiB covers what a request dirties in either.
+                let small = keep.min(1 << 20);
+                p.linear_memory_keep_resident(keep)
+                    .table_keep_resident(small)
+                    .async_stack_keep_resident(small)
+                    .pagemap_scan(wasmtime::Enabled::Auto);
+            }
             wasm.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(p)).memory_init_cow(true);
         }
         let engine = Engine::new(&wasm).map_err(|e| RuntimeError::Engine(e.to_string()))?;
@@ -176,6 +207,49 @@ impl Drop for Runtime {
         if let Some((stop, handle)) = self.ticker.take() {
             stop.store(true, Ordering::Relaxed);
             let _ = handle.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(keep: Option<u64>) -> PoolConfig {
+        PoolConfig { instances: 2, max_memory_bytes: 1 << 20, keep_resident_bytes: keep }
+    }
+
+    #[test]
+    fn keep_resident_defaults_to_what_the_kernel_supports() {
+        assert_eq!(pool(Some(4096)).effective_keep_resident(), 4096);
+        assert_eq!(pool(Some(8 << 20)).effective_keep_resident(), 1 << 20, "capped at the largest memory");
+        let default = if PoolConfig::dirty_page_scan_available() { PoolConfig::DEFAULT_KEEP_RESIDENT } else { 0 };
+        assert_eq!(pool(None).effective_keep_resident(), default.min(1 << 20));
+    }
+
+    /// A slot kept resident still gives the next instance fresh memory: the pages the last one wrote
+    /// are restored, the data segment included.
+    #[test]
+    fn a_resident_slot_starts_from_the_initial_image() {
+        for keep in [Some(0), Some(64 << 10), None] {
+            let runtime = Runtime::new(RuntimeConfig { cache_dir: None, pooling: Some(pool(keep)) }).unwrap();
+            let wat = r#"(module
+                (memory 2)
+                (data (i32.const 16) "\2a")
+                (func (export "bump") (result i32)
+                    (local $old i32)
+                    (local.set $old (i32.add (i32.load8_u (i32.const 16)) (i32.load8_u (i32.const 70000))))
+                    (i32.store8 (i32.const 16) (i32.const 7))
+                    (i32.store8 (i32.const 70000) (i32.const 9))
+                    (local.get $old)))"#;
+            let module = Module::new(runtime.engine(), wat).unwrap();
+            for round in 0..3 {
+                let mut store = wasmtime::Store::new(runtime.engine(), ());
+                store.set_epoch_deadline(1_000_000);
+                let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+                let bump = instance.get_typed_func::<(), i32>(&mut store, "bump").unwrap();
+                assert_eq!(bump.call(&mut store, ()).unwrap(), 42, "keep {keep:?}, instance {round} saw an earlier one's writes");
+            }
         }
     }
 }
