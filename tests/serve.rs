@@ -111,9 +111,25 @@ fn json_transform_filters_enriches_and_rejects_invalid_json() {
         assert_eq!(r.status, 400, "{:?}: {}", String::from_utf8_lossy(bad), r.text());
         assert!(r.json()["error"].as_str().unwrap().starts_with("invalid JSON"), "{}", r.text());
     }
+    let r = server.post("/transform", b"[1,\n {\"a\": tru}]");
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "invalid JSON: expected a value at line 2 column 8");
     let r = server.post("/transform", br#"{"a":1}"#);
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"], "expected a JSON array of records");
+
+    // Records with whitespace, escaped keys, a repeated key, nested values and non-ASCII names take
+    // the field-by-field path; the output is what Node's JSON.stringify writes, except that a value
+    // keeps its spelling (Node writes the price as 1e+21).
+    let r = server.post(
+        "/transform",
+        "[ {\"na\\u006de\": \"stra\u{df}e\", \"price\": 0.1, \"quantity\": 3, \"active\": true},\n  {\"active\":true,\"active\":false}, {\"tags\":[1,{\"x\":null}],\"active\":true,\"price\":1e21,\"quantity\":1} ]".as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.text(),
+        "{\"count\":2,\"sum_total\":1e+21,\"records\":[{\"name\":\"stra\u{df}e\",\"price\":0.1,\"quantity\":3,\"active\":true,\"total\":0.30000000000000004,\"name_upper\":\"STRASSE\"},{\"tags\":[1,{\"x\":null}],\"active\":true,\"price\":1e21,\"quantity\":1,\"total\":1e+21}]}"
+    );
 
     // About 100 KB of records: every even one active, price i, quantity 2.
     let records: Vec<String> = (0..1000)

@@ -7,9 +7,17 @@ use wasip2::io::streams::StreamError;
 
 /// Reads the whole request body, chunk by chunk, until the host closes the stream.
 pub fn read_body(request: IncomingRequest) -> Result<Vec<u8>, String> {
+    // Sized from `content-length` when there is one (the host has already checked it against the
+    // body limit), so the body is not copied again each time the buffer doubles.
+    let expected = request
+        .headers()
+        .get("content-length")
+        .first()
+        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok())
+        .unwrap_or(0);
     let body = request.consume().map_err(|()| "body already consumed".to_string())?;
     let stream = body.stream().map_err(|()| "body stream already taken".to_string())?;
-    let mut bytes = Vec::new();
+    let mut bytes = Vec::with_capacity(expected.min(64 << 20));
     loop {
         match stream.blocking_read(64 * 1024) {
             Ok(chunk) => bytes.extend_from_slice(&chunk),

@@ -19,188 +19,85 @@
 //! ```
 //!
 //! Computed numbers (`total`, `sum_total`) are written like JavaScript's
-//! `JSON.stringify`: integral values below 2^53 without a fraction (`6`, not
-//! `6.0`), non-finite values as `null`. Other values are copied through as
-//! parsed.
+//! `JSON.stringify` (ECMAScript `Number::toString`: `6`, not `6.0`; `1e+21`;
+//! non-finite values as `null`). Keys are written as `JSON.stringify` writes
+//! them; other values are copied through as they came. Where this differs
+//! from Node: an integer-like key (`"7"`) keeps its input position (a
+//! JavaScript object lists those first), a value keeps its spelling (`1.50`
+//! stays `1.50`, whitespace inside arrays and objects stays), a lone surrogate escape in a key or name becomes U+FFFD,
+//! and nesting deeper than [`MAX_DEPTH`] is refused.
 //!
-//! Errors: a body that is not valid JSON, or valid JSON that is not an array,
-//! gets `400`, `content-type: application/json`, `{"error":"<message>"}`.
-//! A failure while reading the request body gets `500` with the same shape.
+//! Errors: a body that is not valid JSON (UTF-8 included), or valid JSON that
+//! is not an array, gets `400`, `content-type: application/json`,
+//! `{"error":"<message>"}`; a syntax error names its line and column. A
+//! failure while reading the request body gets `500` with the same shape.
 //!
-//! The transform itself is the pure function [`transform`], unit-tested
-//! natively: `cargo test --target x86_64-unknown-linux-gnu -p json-transform`.
+//! The transform is one pass over the body with no value tree: each record's
+//! fields are kept as slices of the input, validated as they are scanned, and
+//! a kept record is written out at once. It is the pure function
+//! [`transform`], unit-tested natively:
+//! `cargo test --target x86_64-unknown-linux-gnu -p json-transform`.
 
-use std::borrow::Cow;
-use std::fmt;
+mod scan;
+mod write;
 
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
+use scan::Scanner;
+use write::{write_js_number, write_json_string};
 
-/// One record: its fields in input order, values kept as the raw JSON text they came in (nothing is
-/// built per value, so a request costs little more than one pass over its body). A repeated key keeps
-/// its first position and its last value, like `JSON.parse`.
-struct Record<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+/// Deepest nesting of arrays and objects accepted (the top-level array counts as 1), like
+/// `serde_json`'s default recursion limit.
+pub const MAX_DEPTH: usize = 127;
 
-/// An element of the top-level array: a record, or anything else (skipped).
-struct Element<'a>(Option<Record<'a>>);
+/// Room left in front of the records for the `{"count":..,"sum_total":..,"records":[` header, which
+/// is only known at the end: `{"count":` (9) + 20 digits + `,"sum_total":` (13) + a number (at most 25)
+/// + `,"records":[` (12).
+const HEADER_ROOM: usize = 80;
 
-/// A key, borrowed from the input unless it holds escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string key")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_str(V)
-    }
+/// A successful response body: `bytes()[..]` is the JSON to send.
+pub struct Output {
+    buf: Vec<u8>,
+    start: usize,
 }
 
-impl<'de> Deserialize<'de> for Element<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Element<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Element<'de>, A::Error> {
-                let mut fields: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::new();
-                while let Some(Key(key)) = map.next_key()? {
-                    let value: &'de RawValue = map.next_value()?;
-                    set(&mut fields, key, value);
-                }
-                Ok(Element(Some(Record(fields))))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Element<'de>, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Element(None))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Element<'de>, E> { Ok(Element(None)) }
-            fn visit_i64<E>(self, _: i64) -> Result<Element<'de>, E> { Ok(Element(None)) }
-            fn visit_u64<E>(self, _: u64) -> Result<Element<'de>, E> { Ok(Element(None)) }
-            fn visit_f64<E>(self, _: f64) -> Result<Element<'de>, E> { Ok(Element(None)) }
-            fn visit_str<E>(self, _: &str) -> Result<Element<'de>, E> { Ok(Element(None)) }
-            fn visit_unit<E>(self) -> Result<Element<'de>, E> { Ok(Element(None)) }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// Sets `key` to `value`: in place when the key is already there, appended otherwise.
-fn set<'a>(fields: &mut Vec<(Cow<'a, str>, &'a RawValue)>, key: Cow<'a, str>, value: &'a RawValue) {
-    match fields.iter_mut().find(|(k, _)| *k == key) {
-        Some(slot) => slot.1 = value,
-        None => fields.push((key, value)),
-    }
-}
-
-impl Record<'_> {
-    fn get(&self, key: &str) -> Option<&RawValue> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
-    }
-
-    fn number_or_zero(&self, key: &str) -> f64 {
-        self.get(key).and_then(|v| serde_json::from_str::<f64>(v.get()).ok()).unwrap_or(0.0)
+impl Output {
+    /// The response body.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
     }
 }
 
 /// Transforms a request body into the success response body, or returns the
 /// message for a `400` response.
-pub fn transform(input: &[u8]) -> Result<Vec<u8>, String> {
-    let text = std::str::from_utf8(input).map_err(|e| format!("invalid JSON: {e}"))?;
-    let trimmed = text.trim_start();
-    if !trimmed.starts_with('[') {
-        // Parse anyway so that malformed input is reported as such.
-        serde_json::from_str::<IgnoredAny>(text).map_err(|e| format!("invalid JSON: {e}"))?;
+pub fn transform(input: &[u8]) -> Result<Output, String> {
+    let mut scan = Scanner { b: input, i: 0 };
+    scan.ws();
+    if scan.peek() != Some(b'[') {
+        // Not an array: still report malformed input as such.
+        scan.value(0).and_then(|_| scan.end()).map_err(|e| e.message(input))?;
         return Err("expected a JSON array of records".to_string());
     }
-    let elements: Vec<Element> = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
-
-    let mut out = Vec::with_capacity(input.len() + input.len() / 4 + 64);
-    let mut records = Vec::new();
-    let mut sum_total = 0.0_f64;
-    for Element(record) in elements {
-        let Some(record) = record else { continue };
-        if record.get("active").map(RawValue::get) != Some("true") {
-            continue;
-        }
-        let total = record.number_or_zero("price") * record.number_or_zero("quantity");
-        sum_total += total;
-        let name_upper = record
-            .get("name")
-            .filter(|v| v.get().starts_with('"'))
-            .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
-            .map(|name| name.to_uppercase());
-        records.push((record, total, name_upper));
-    }
-
-    out.extend_from_slice(b"{\"count\":");
-    out.extend_from_slice(records.len().to_string().as_bytes());
-    out.extend_from_slice(b",\"sum_total\":");
-    out.extend_from_slice(js_number(sum_total).as_bytes());
-    out.extend_from_slice(b",\"records\":[");
-    let total_raw: Vec<Box<RawValue>> = records
-        .iter()
-        .map(|(_, total, _)| RawValue::from_string(js_number(*total)).expect("a number is valid JSON"))
-        .collect();
-    let upper_raw: Vec<Option<Box<RawValue>>> = records
-        .iter()
-        .map(|(_, _, upper)| upper.as_ref().map(|u| RawValue::from_string(serde_json::to_string(u).expect("a string serialises")).expect("valid JSON")))
-        .collect();
-    for (i, (record, _, _)) in records.into_iter().enumerate() {
-        let mut fields = record.0;
-        set(&mut fields, Cow::Borrowed("total"), &total_raw[i]);
-        if let Some(upper) = &upper_raw[i] {
-            set(&mut fields, Cow::Borrowed("name_upper"), upper);
-        }
-        if i > 0 {
-            out.push(b',');
-        }
-        out.push(b'{');
-        for (j, (key, value)) in fields.iter().enumerate() {
-            if j > 0 {
-                out.push(b',');
-            }
-            serde_json::to_writer(&mut out, key.as_ref()).expect("writing to a Vec cannot fail");
-            out.push(b':');
-            out.extend_from_slice(value.get().as_bytes());
-        }
-        out.push(b'}');
-    }
+    let mut out = Vec::with_capacity(HEADER_ROOM + input.len() + input.len() / 4 + 64);
+    out.resize(HEADER_ROOM, 0);
+    let (count, sum_total) = scan.records(&mut out).map_err(|e| e.message(input))?;
     out.extend_from_slice(b"]}");
-    Ok(out)
+
+    let mut header = Vec::with_capacity(HEADER_ROOM);
+    header.extend_from_slice(b"{\"count\":");
+    header.extend_from_slice(count.to_string().as_bytes());
+    header.extend_from_slice(b",\"sum_total\":");
+    write_js_number(&mut header, sum_total);
+    header.extend_from_slice(b",\"records\":[");
+    let start = HEADER_ROOM - header.len();
+    out[start..HEADER_ROOM].copy_from_slice(&header);
+    Ok(Output { buf: out, start })
 }
 
 /// The error response body for a message.
 pub fn error_body(message: &str) -> Vec<u8> {
     let mut out = b"{\"error\":".to_vec();
-    serde_json::to_writer(&mut out, message).expect("writing to a Vec cannot fail");
+    write_json_string(&mut out, message);
     out.push(b'}');
     out
-}
-
-/// An f64 as `JSON.stringify` would write it: integral values (below 2^53)
-/// as integers, non-finite values as `null`.
-fn js_number(x: f64) -> String {
-    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
-    if !x.is_finite() {
-        "null".to_string()
-    } else if x.fract() == 0.0 && x.abs() < EXACT {
-        (x as i64).to_string() // also maps -0.0 to 0, like JSON.stringify
-    } else {
-        serde_json::Number::from_f64(x).map_or_else(|| "null".to_string(), |n| n.to_string())
-    }
 }
 
 #[cfg(target_os = "wasi")]
@@ -213,60 +110,19 @@ mod component {
 
     impl wasip2::exports::http::incoming_handler::Guest for JsonTransform {
         fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
-            let (status, body) = match guest_http::read_body(request) {
-                Err(message) => (500, super::error_body(&format!("error reading body: {message}"))),
+            match guest_http::read_body(request) {
+                Err(message) => {
+                    let body = super::error_body(&format!("error reading body: {message}"));
+                    guest_http::respond(response_out, 500, "application/json", &body);
+                }
                 Ok(input) => match super::transform(&input) {
-                    Ok(output) => (200, output),
-                    Err(message) => (400, super::error_body(&message)),
+                    Ok(output) => guest_http::respond(response_out, 200, "application/json", output.bytes()),
+                    Err(message) => guest_http::respond(response_out, 400, "application/json", &super::error_body(&message)),
                 },
-            };
-            guest_http::respond(response_out, status, "application/json", &body);
+            }
         }
     }
-
 }
 
 #[cfg(test)]
-mod tests {
-    use super::transform;
-
-    fn run(input: &str) -> String {
-        String::from_utf8(transform(input.as_bytes()).unwrap()).unwrap()
-    }
-
-    #[test]
-    fn sample() {
-        let output = run(
-            r#"[{"name":"a","price":2,"quantity":3,"active":true},{"name":"b","price":1,"quantity":1,"active":false}]"#,
-        );
-        println!("{output}");
-        assert_eq!(
-            output,
-            r#"{"count":1,"sum_total":6,"records":[{"name":"a","price":2,"quantity":3,"active":true,"total":6,"name_upper":"A"}]}"#
-        );
-    }
-
-    #[test]
-    fn missing_and_fractional_numbers() {
-        let output = run(
-            r#"[{"price":1.5,"active":true},{"price":0.1,"quantity":3,"active":true,"name":7},{"active":"true"},5,{"z":1,"total":9,"active":true,"name":"straße"}]"#,
-        );
-        assert_eq!(
-            output,
-            r#"{"count":3,"sum_total":0.30000000000000004,"records":[{"price":1.5,"active":true,"total":0},{"price":0.1,"quantity":3,"active":true,"name":7,"total":0.30000000000000004},{"z":1,"total":0,"active":true,"name":"straße","name_upper":"STRASSE"}]}"#
-        );
-    }
-
-    #[test]
-    fn empty_array() {
-        assert_eq!(run("[]"), r#"{"count":0,"sum_total":0,"records":[]}"#);
-    }
-
-    #[test]
-    fn errors() {
-        assert!(transform(b"[1, \"x\", [2], null, {\"active\":true,\"active\":false}]").unwrap().starts_with(b"{\"count\":0,"));
-        assert!(transform(b"").unwrap_err().starts_with("invalid JSON: "));
-        assert!(transform(b"[{").unwrap_err().starts_with("invalid JSON: "));
-        assert_eq!(transform(b"{\"a\":1}").unwrap_err(), "expected a JSON array of records");
-    }
-}
+mod tests;
