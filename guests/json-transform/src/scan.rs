@@ -110,13 +110,9 @@ pub(crate) struct Field<'a> {
     pub(crate) kind: Kind,
 }
 
-/// A scanned record: its fields, and whether its text can be copied as it came with the computed
-/// fields appended (no whitespace between its tokens, no escaped or repeated keys, no `total` or
-/// `name_upper` of its own).
+/// A record scanned field by field (one that is not [`Flat`]).
 pub(crate) struct Record<'a> {
     pub(crate) fields: Vec<Field<'a>>,
-    pub(crate) text: &'a [u8],
-    pub(crate) verbatim: bool,
 }
 
 impl<'a> Record<'a> {
@@ -162,7 +158,7 @@ impl<'a> Scanner<'a> {
     /// how many were kept and the sum of their totals.
     pub(crate) fn records(&mut self, out: &mut Vec<u8>) -> Result<(usize, f64), SyntaxError> {
         self.i += 1;
-        let mut record = Record { fields: Vec::new(), text: &[], verbatim: true };
+        let mut record = Record { fields: Vec::new() };
         let (mut count, mut sum_total) = (0usize, 0.0f64);
         self.ws();
         if self.peek() == Some(b']') {
@@ -275,18 +271,15 @@ impl<'a> Scanner<'a> {
     /// A record at its `{` (depth 2), scanned into `record`: its fields in order; a repeated key
     /// keeps its first position and takes the last value, like `JSON.parse`.
     pub(crate) fn record(&mut self, record: &mut Record<'a>) -> Result<(), SyntaxError> {
-        let start = self.i;
         record.fields.clear();
-        record.verbatim = true;
         self.i += 1;
-        record.verbatim &= !self.ws();
+        self.ws();
         if self.peek() == Some(b'}') {
             self.i += 1;
-            record.text = &self.b[start..self.i];
             return Ok(());
         }
         loop {
-            record.verbatim &= !self.ws();
+            self.ws();
             if self.peek() != Some(b'"') {
                 return self.unexpected("expected a string key");
             }
@@ -296,31 +289,28 @@ impl<'a> Scanner<'a> {
             let raw_key = &self.b[key_start..self.i];
             let content = &self.b[key_start + 1..content_end];
             let key = if key_escaped { Cow::Owned(unescape(content)) } else { Cow::Borrowed(as_str(content)) };
-            record.verbatim &= !self.ws();
+            self.ws();
             if self.peek() != Some(b':') {
                 return self.unexpected("expected `:`");
             }
             self.i += 1;
-            record.verbatim &= !self.ws();
+            self.ws();
             let value_start = self.i;
             let kind = self.value(2)?;
             let role = Role::of(&key);
             let field = Field { key, role, raw_key, key_escaped, value: &self.b[value_start..self.i], kind };
-            record.verbatim &= !key_escaped && !matches!(role, Role::Total | Role::NameUpper);
             match record.fields.iter_mut().find(|f| f.role == role && (role != Role::Other || f.key == field.key)) {
                 Some(slot) => {
                     slot.value = field.value;
                     slot.kind = field.kind;
-                    record.verbatim = false;
                 }
                 None => record.fields.push(field),
             }
-            record.verbatim &= !self.ws();
+            self.ws();
             match self.peek() {
                 Some(b',') => self.i += 1,
                 Some(b'}') => {
                     self.i += 1;
-                    record.text = &self.b[start..self.i];
                     return Ok(());
                 }
                 _ => return self.unexpected("expected `,` or `}`"),

@@ -68,18 +68,6 @@ pub(crate) fn write_if_active(out: &mut Vec<u8>, record: &Record, comma: bool) -
     if comma {
         out.push(b',');
     }
-    if record.verbatim {
-        // As it came, up to its closing brace; it has fields (`active` at least).
-        out.extend_from_slice(&record.text[..record.text.len() - 1]);
-        out.extend_from_slice(b",\"total\":");
-        write_js_number(out, total);
-        if let Some(name) = name {
-            out.extend_from_slice(b",\"name_upper\":");
-            write_upper(out, name.value, name.kind);
-        }
-        out.push(b'}');
-        return Some(total);
-    }
     out.push(b'{');
     let (mut wrote_total, mut wrote_upper) = (false, false);
     for (j, field) in record.fields.iter().enumerate() {
