@@ -28,6 +28,8 @@ use std::time::Instant;
 
 use image::RgbImage;
 
+mod resize;
+
 #[allow(missing_docs)]
 mod bindings {
     // Written by build.rs (wit-bindgen-rust 0.62 over wasmtime-wasi-nn's wit/wasi-nn.wit).
@@ -428,23 +430,8 @@ pub fn preprocess_rgb(rgb: &RgbImage) -> Result<Vec<f32>, Error> {
         return Err(Error::Image(format!("empty image ({width}x{height})")));
     }
     let (new_width, new_height) = resized_dimensions(width, height);
-    let resized = image::imageops::resize(rgb, new_width, new_height, spec::RESIZE_FILTER);
-
-    let crop = spec::CROP as usize;
-    let left = centre_offset(new_width) as usize;
-    let top = centre_offset(new_height) as usize;
-    let plane = crop * crop;
-    let mut out = vec![0.0f32; spec::INPUT_LEN];
-    for y in 0..crop {
-        for x in 0..crop {
-            let pixel = resized.get_pixel((left + x) as u32, (top + y) as u32).0;
-            for (c, &src) in spec::CHANNEL_ORDER.iter().enumerate() {
-                let v = f32::from(pixel[src]) / spec::PIXEL_SCALE;
-                out[c * plane + y * crop + x] = (v - spec::MEAN_RGB[src]) / spec::STD_RGB[src];
-            }
-        }
-    }
-    Ok(out)
+    let offsets = (centre_offset(new_width), centre_offset(new_height));
+    Ok(resize::resize_crop_normalise(rgb.as_raw(), (width, height), (new_width, new_height), offsets))
 }
 
 /// Size after resizing the shorter side to [`spec::RESIZE_SHORTER_SIDE`] (longer side truncated).
