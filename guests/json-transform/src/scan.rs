@@ -139,13 +139,11 @@ impl<'a> Scanner<'a> {
         if self.i >= self.b.len() { self.fail("unexpected end of input") } else { self.fail(expected) }
     }
 
-    /// Skips JSON whitespace; returns whether there was any.
-    pub(crate) fn ws(&mut self) -> bool {
-        let start = self.i;
+    /// Skips JSON whitespace.
+    pub(crate) fn ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.i += 1;
         }
-        self.i != start
     }
 
     /// After the value: only whitespace may follow.

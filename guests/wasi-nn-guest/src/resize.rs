@@ -66,26 +66,27 @@ pub(crate) fn resize_crop_normalise(
         std::array::from_fn(|v| (v as f32 / spec::PIXEL_SCALE - spec::MEAN_RGB[c]) / spec::STD_RGB[c])
     });
 
-    // An unchanged size is a copy, as in `image` (the triangle at ratio 1 would also be one).
-    let same = (new_width, new_height) == (width, height);
-    let rows = taps(height, new_height, top..top + spec::CROP);
-    let columns = taps(width, new_width, left..left + spec::CROP);
-    // Only the input columns that some output column reads go through the vertical pass.
-    let first_column = columns.iter().map(|t| t.first).min().unwrap_or(0);
-    let end_column = columns.iter().map(|t| t.first + t.weights.len()).max().unwrap_or(0);
     let row_bytes = width as usize * 3;
-    let mut vertical = vec![0.0f32; (end_column - first_column) * 3];
-
-    for (y, row) in rows.iter().enumerate() {
-        if same {
+    // An unchanged size is a copy, as in `image` (the triangle at ratio 1 would also be one).
+    if (new_width, new_height) == (width, height) {
+        for y in 0..crop {
             let start = (top as usize + y) * row_bytes + left as usize * 3;
             for (x, pixel) in rgb[start..start + crop * 3].chunks_exact(3).enumerate() {
                 for (c, &source) in spec::CHANNEL_ORDER.iter().enumerate() {
                     out[c * plane + y * crop + x] = levels[source][usize::from(pixel[source])];
                 }
             }
-            continue;
         }
+        return out;
+    }
+    let rows = taps(height, new_height, top..top + spec::CROP);
+    let columns = taps(width, new_width, left..left + spec::CROP);
+    // Only the input columns that some output column reads go through the vertical pass.
+    let first_column = columns.iter().map(|t| t.first).min().unwrap_or(0);
+    let end_column = columns.iter().map(|t| t.first + t.weights.len()).max().unwrap_or(0);
+    let mut vertical = vec![0.0f32; (end_column - first_column) * 3];
+
+    for (y, row) in rows.iter().enumerate() {
         // Vertical pass over this output row: a weighted sum of input rows, in f32.
         vertical.fill(0.0);
         for (k, &w) in row.weights.iter().enumerate() {
