@@ -67,24 +67,46 @@ pub(crate) struct Flat<'a> {
     pub(crate) text: &'a [u8],
     pub(crate) active: bool,
     /// Number values only.
-    pub(crate) price: Option<&'a [u8]>,
-    pub(crate) quantity: Option<&'a [u8]>,
+    pub(crate) price: Option<NumberText<'a>>,
+    pub(crate) quantity: Option<NumberText<'a>>,
     /// String values only, with their kind.
     pub(crate) name: Option<(&'a [u8], Kind)>,
+}
+
+/// The first (at most eight) bytes of `s` as a little-endian word, for comparing keys a word at a time.
+const fn word(s: &[u8]) -> u64 {
+    let mut w = 0u64;
+    let mut i = 0;
+    while i < s.len() && i < 8 {
+        w |= (s[i] as u64) << (8 * i);
+        i += 1;
+    }
+    w
+}
+
+/// A key a flat record reads, recognised from the bytes after its opening quote (at `start`)
+/// without scanning it as a string: its role and length when the bytes are exactly `name`,
+/// `price`, `active` or `quantity` followed by the closing quote. `None` for anything else.
+#[inline]
+pub(crate) fn known_key(b: &[u8], start: usize) -> Option<(Role, usize)> {
+    let w = u64::from_le_bytes(b.get(start..start + 8)?.try_into().expect("eight bytes"));
+    let first = |n: usize| w & (u64::MAX >> (64 - 8 * n));
+    if first(5) == word(b"name\"") {
+        Some((Role::Name, 4))
+    } else if first(6) == word(b"price\"") {
+        Some((Role::Price, 5))
+    } else if first(7) == word(b"active\"") {
+        Some((Role::Active, 6))
+    } else if w == word(b"quantity") && b.get(start + 8) == Some(&b'"') {
+        Some((Role::Quantity, 8))
+    } else {
+        None
+    }
 }
 
 /// The role of the unescaped key `b[start..end]`, comparing it as whole words read from the input
 /// (the closing quote and what follows make eight bytes readable except at the very end).
 pub(crate) fn role_at(b: &[u8], start: usize, end: usize) -> Role {
-    const fn word(s: &[u8]) -> u64 {
-        let mut w = 0u64;
-        let mut i = 0;
-        while i < s.len() && i < 8 {
-            w |= (s[i] as u64) << (8 * i);
-            i += 1;
-        }
-        w
-    }
     let Some(bytes) = b.get(start..start + 8) else { return Role::of(as_str(&b[start..end])) };
     let w = u64::from_le_bytes(bytes.try_into().expect("eight bytes"));
     let first = |n: usize| w & (u64::MAX >> (64 - 8 * n));
@@ -219,7 +241,16 @@ impl<'a> Scanner<'a> {
                 return None;
             }
             let key_start = self.i + 1;
-            let (key_end, Kind::String { escaped: false, .. }) = self.string().ok()? else { return None };
+            let (role, key_end) = match known_key(b, key_start) {
+                Some((role, len)) => {
+                    self.i = key_start + len + 1;
+                    (role, key_start + len)
+                }
+                None => {
+                    let (key_end, Kind::String { escaped: false, .. }) = self.string().ok()? else { return None };
+                    (role_at(b, key_start, key_end), key_end)
+                }
+            };
             if b.get(self.i) != Some(&b':') {
                 return None;
             }
@@ -230,7 +261,7 @@ impl<'a> Scanner<'a> {
             }
             let kind = self.value(2).ok()?;
             let value = &b[value_start..self.i];
-            match role_at(b, key_start, key_end) {
+            match role {
                 Role::Other => {
                     let key = &b[key_start..key_end];
                     if other_count == FLAT_OTHER_KEYS || others[..other_count].contains(&key) {
@@ -248,8 +279,10 @@ impl<'a> Scanner<'a> {
                     seen |= bit;
                     match role {
                         Role::Active => flat.active = kind == Kind::True,
-                        Role::Price => flat.price = (kind == Kind::Number).then_some(value),
-                        Role::Quantity => flat.quantity = (kind == Kind::Number).then_some(value),
+                        Role::Price | Role::Quantity => {
+                            let number = (kind == Kind::Number).then_some(NumberText { rest: &b[value_start..], len: value.len() });
+                            *(if role == Role::Price { &mut flat.price } else { &mut flat.quantity }) = number;
+                        }
                         _ => flat.name = matches!(kind, Kind::String { .. }).then_some((value, kind)),
                     }
                 }
@@ -409,7 +442,17 @@ impl<'a> Scanner<'a> {
         Ok(())
     }
 
+    /// Skips ASCII digits, eight bytes at a time while eight are left.
     pub(crate) fn digits(&mut self) {
+        let b = self.b;
+        while let Some(chunk) = b.get(self.i..self.i + 8) {
+            let flags = non_digit_bytes(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
+            if flags != 0 {
+                self.i += flags.trailing_zeros() as usize / 8;
+                return;
+            }
+            self.i += 8;
+        }
         while let Some(b'0'..=b'9') = self.peek() {
             self.i += 1;
         }
@@ -471,6 +514,20 @@ pub(crate) fn special_bytes(w: u64) -> u64 {
     let zero_backslash = backslash.wrapping_sub(ONES) & !backslash;
     let below_space = w.wrapping_sub(ONES * 0x20) & !w;
     (zero_quote | zero_backslash | below_space | w) & HIGH
+}
+
+/// The high bit of each byte of `w` (little-endian) that is not an ASCII digit. A carry can also
+/// flag a byte above a flagged one, so only the lowest flag is exact: it marks the first non-digit.
+#[inline]
+pub(crate) fn non_digit_bytes(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // A digit (0x30..=0x39) has the high nibble 3, and still has it after adding 6. Only a byte of
+    // 0xfa or more carries into the next one, and such a byte is flagged by its own high nibble.
+    let high = (w & (ONES * 0xf0)) ^ (ONES * 0x30);
+    let plus_six = (w.wrapping_add(ONES * 6) & (ONES * 0xf0)) ^ (ONES * 0x30);
+    let nonzero = high | plus_six;
+    // The high bit of each nonzero byte: (byte & 0x7f) + 0x7f stays within the byte.
+    (((nonzero & (ONES * 0x7f)) + ONES * 0x7f) | nonzero) & (ONES * 0x80)
 }
 
 /// The end of the escape at `i` (a backslash).
@@ -549,6 +606,75 @@ pub(crate) fn unescape(content: &[u8]) -> String {
 /// The value of a number field, or 0 when the field is missing or not a number.
 pub(crate) fn number_or_zero(field: Option<&Field>) -> f64 {
     field.filter(|f| f.kind == Kind::Number).map_or(0.0, |f| parse_number(f.value))
+}
+
+/// A number value as written: its first `len` bytes of `rest`, which runs on to the end of the
+/// input so that a short number can be read as one eight-byte word.
+#[derive(Clone, Copy)]
+pub(crate) struct NumberText<'a> {
+    pub(crate) rest: &'a [u8],
+    pub(crate) len: usize,
+}
+
+impl NumberText<'_> {
+    /// The number's value, as [`parse_number`] gives it.
+    pub(crate) fn value(self) -> f64 {
+        let negative = self.rest[0] == b'-';
+        let start = usize::from(negative);
+        let short = self.rest.get(start..start + 8).and_then(|word| {
+            short_decimal(u64::from_le_bytes(word.try_into().expect("eight bytes")), self.len - start)
+        });
+        match short {
+            Some(value) if negative => -value,
+            Some(value) => value,
+            None => parse_number(&self.rest[..self.len]),
+        }
+    }
+}
+
+/// The value of the lowest `n` bytes of `w` (the first in the lowest byte) when they are at most
+/// eight digits with at most one `.` among them; `None` otherwise. The digits without the dot, as
+/// an integer, and the power of ten are both exact, so the one rounding of the division is right.
+pub(crate) fn short_decimal(w: u64, n: usize) -> Option<f64> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const POW10: [f64; 8] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7];
+    if n == 0 || n > 8 {
+        return None;
+    }
+    let w = w & (u64::MAX >> (64 - 8 * n));
+    // The first `.`, by finding zero bytes of `w ^ "........"`: exact for the lowest one, and the
+    // bytes above `n` are zero in `w`, so never a dot.
+    let dots = w ^ (ONES * u64::from(b'.'));
+    let dot = dots.wrapping_sub(ONES) & !dots & (ONES * 0x80);
+    let (digits, count, fraction) = if dot == 0 {
+        (w, n, 0)
+    } else {
+        // Close the gap the dot leaves.
+        let at = dot.trailing_zeros() as usize / 8;
+        let below = w & !(u64::MAX << (8 * at));
+        let above = w.checked_shr(8 * (at as u32 + 1)).unwrap_or(0);
+        (below | (above << (8 * at)), n - 1, n - 1 - at)
+    };
+    if count == 0 {
+        return None;
+    }
+    // Pad with leading `0`s to eight digits; then every byte must be a digit.
+    let pad = 8 * (8 - count) as u32;
+    let aligned = (digits << pad) | ((ONES * u64::from(b'0')) & !(u64::MAX << pad));
+    if non_digit_bytes(aligned) != 0 {
+        return None;
+    }
+    Some(eight_digits(aligned) as f64 / POW10[fraction])
+}
+
+/// Eight ASCII digits, the first in the lowest byte, as an integer: pairs, then fours, then all.
+pub(crate) fn eight_digits(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let w = w - ONES * u64::from(b'0');
+    let pairs = w * 10 + (w >> 8);
+    let low_pairs = pairs & 0x0000_00ff_0000_00ff;
+    let high_pairs = (pairs >> 16) & 0x0000_00ff_0000_00ff;
+    (low_pairs.wrapping_mul(100 + (1_000_000 << 32)).wrapping_add(high_pairs.wrapping_mul(1 + (10_000 << 32)))) >> 32
 }
 
 /// A JSON number's value, correctly rounded. Up to 15 significant digits without an exponent (prices

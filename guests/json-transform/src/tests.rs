@@ -1,6 +1,7 @@
 use serde_json::{Map, Value};
 
-use super::write::{ascii_uppercase, write_js_number};
+use super::scan::{NumberText, Role, Scanner, known_key, short_decimal};
+use super::write::{push_ascii_uppercase, write_js_number};
 use super::{error_body, transform};
 
 fn run(input: &str) -> String {
@@ -103,10 +104,72 @@ fn errors_name_the_line_and_column() {
 #[test]
 fn ascii_uppercase_matches_the_standard_library() {
     let all: Vec<u8> = (0..0x80u8).chain(0..0x80).chain(b"abc".iter().copied()).collect();
-    for start in 0..8 {
-        let mut ours = all[start..].to_vec();
-        ascii_uppercase(&mut ours);
-        assert_eq!(ours, all[start..].to_ascii_uppercase());
+    for start in 0..all.len() {
+        for len in [0, 1, 7, 8, 9, 15, 16, 17, 27] {
+            let Some(bytes) = all.get(start..start + len) else { continue };
+            let mut ours = b"prefix".to_vec();
+            push_ascii_uppercase(&mut ours, bytes);
+            assert_eq!(ours[6..], bytes.to_ascii_uppercase(), "{start} {len}");
+            assert_eq!(ours[..6], *b"prefix");
+        }
+    }
+}
+
+#[test]
+fn short_numbers_are_read_a_word_at_a_time_exactly() {
+    let cases = [
+        "0", "7", "12345678", "99999999", "1.5", "326.06", "0.05", "1234567.8", "0.000001", "19", "-19", "-0.5", "100.00",
+        "1e5", "1.5e2", "123456789", "1234567.89", "-12345678", "0.1234567",
+    ];
+    for text in cases {
+        let mut padded = text.as_bytes().to_vec();
+        padded.extend_from_slice(b",\"x\":1}]");
+        let number = NumberText { rest: &padded, len: text.len() };
+        assert_eq!(number.value().to_bits(), text.parse::<f64>().unwrap().to_bits(), "{text}");
+    }
+    // Every value with up to seven digits and two decimals, at the end of the input too.
+    for n in (0..10_000_000u64).step_by(997) {
+        let text = format!("{}.{:02}", n / 100, n % 100);
+        let number = NumberText { rest: text.as_bytes(), len: text.len() };
+        assert_eq!(number.value().to_bits(), text.parse::<f64>().unwrap().to_bits(), "{text}");
+        let mut padded = text.clone().into_bytes();
+        padded.extend_from_slice(b"}]");
+        let number = NumberText { rest: &padded, len: text.len() };
+        assert_eq!(number.value().to_bits(), text.parse::<f64>().unwrap().to_bits(), "{text}");
+    }
+    assert_eq!(short_decimal(u64::from_le_bytes(*b"12.4e567"), 8), None);
+}
+
+#[test]
+fn digits_stop_at_the_first_byte_that_is_not_one() {
+    for stop in 0..=255u8 {
+        for at in 0..12 {
+            let mut text = b"12345678901"[..at].to_vec();
+            text.push(stop);
+            text.extend_from_slice(b"9876543210");
+            let mut scan = Scanner { b: &text, i: 0 };
+            scan.digits();
+            let expected = if stop.is_ascii_digit() { text.len() } else { at };
+            assert_eq!(scan.i, expected, "{:?}", String::from_utf8_lossy(&text));
+        }
+    }
+}
+
+#[test]
+fn known_keys_are_recognised_only_when_closed() {
+    type Case<'a> = (&'a [u8], Option<(Role, usize)>);
+    let cases: &[Case] = &[
+        (b"\"name\":\"x\"}", Some((Role::Name, 4))),
+        (b"\"price\":1}", Some((Role::Price, 5))),
+        (b"\"active\":true}", Some((Role::Active, 6))),
+        (b"\"quantity\":1}", Some((Role::Quantity, 8))),
+        (b"\"names\":1}", None),
+        (b"\"quantity2\":1}", None),
+        (b"\"nam\\u0065\":1}", None),
+        (b"\"name\"", None),
+    ];
+    for &(text, expected) in cases {
+        assert!(known_key(text, 1) == expected, "{:?}", String::from_utf8_lossy(text));
     }
 }
 
@@ -141,6 +204,13 @@ fn numbers_are_written_like_javascript() {
         (1.0 / 3.0, "0.3333333333333333"),
         (2.5e25, "2.5e+25"),
         (1234.5678e10, "12345678000000"),
+        (1e-5, "0.00001"),
+        (9.99e-6, "0.00000999"),
+        (4503599627370495.5, "4503599627370495.5"),
+        (9007199254740991.5, "9007199254740992"),
+        (0.1 + 0.7, "0.7999999999999999"),
+        (-326.06 * 19.0, "-6195.14"),
+        (123456.789e-3, "123.456789"),
         (f64::NAN, "null"),
         (f64::INFINITY, "null"),
     ];

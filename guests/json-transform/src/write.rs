@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::scan::{Flat, Kind, Record, Role, as_str, number_or_zero, parse_number, unescape};
+use crate::scan::{Flat, Kind, NumberText, Record, Role, as_str, number_or_zero, unescape};
 
 /// Writes `s` as a JSON string the way `JSON.stringify` does.
 pub(crate) fn write_json_string(out: &mut Vec<u8>, s: &str) {
@@ -42,7 +42,7 @@ pub(crate) fn write_flat_if_active(out: &mut Vec<u8>, flat: &Flat, comma: bool) 
     if !flat.active {
         return None;
     }
-    let total = flat.price.map_or(0.0, parse_number) * flat.quantity.map_or(0.0, parse_number);
+    let total = flat.price.map_or(0.0, NumberText::value) * flat.quantity.map_or(0.0, NumberText::value);
     if comma {
         out.push(b',');
     }
@@ -112,9 +112,7 @@ pub(crate) fn write_upper(out: &mut Vec<u8>, value: &[u8], kind: Kind) {
     match kind {
         Kind::String { escaped: false, ascii: true } => {
             // Upper-casing ASCII adds nothing that needs escaping.
-            let start = out.len();
-            out.extend_from_slice(value);
-            ascii_uppercase(&mut out[start..]);
+            push_ascii_uppercase(out, value);
         }
         Kind::String { escaped, .. } => {
             let content = &value[1..value.len() - 1];
@@ -125,19 +123,36 @@ pub(crate) fn write_upper(out: &mut Vec<u8>, value: &[u8], kind: Kind) {
     }
 }
 
-/// Upper-cases ASCII bytes in place, eight at a time.
-pub(crate) fn ascii_uppercase(bytes: &mut [u8]) {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    let mut chunks = bytes.chunks_exact_mut(8);
-    for chunk in &mut chunks {
-        let w = u64::from_le_bytes((&*chunk).try_into().expect("eight bytes"));
-        // High bit of each byte in `a..=z` (all bytes are below 0x80).
-        let at_least_a = w + ONES * u64::from(0x80 - b'a');
-        let above_z = w + ONES * u64::from(0x80 - b'z' - 1);
-        let lower = at_least_a & !above_z & (ONES * 0x80);
-        chunk.copy_from_slice(&(w - (lower >> 2)).to_le_bytes());
+/// Appends `bytes` (all ASCII) upper-cased, eight at a time: the last eight again, overlapping,
+/// when the length is not a multiple of eight.
+pub(crate) fn push_ascii_uppercase(out: &mut Vec<u8>, bytes: &[u8]) {
+    let n = bytes.len();
+    if n < 8 {
+        let start = out.len();
+        out.extend_from_slice(bytes);
+        out[start..].make_ascii_uppercase();
+        return;
     }
-    chunks.into_remainder().make_ascii_uppercase();
+    let start = out.len();
+    out.reserve(n);
+    let word = |chunk: &[u8]| ascii_uppercase_word(u64::from_le_bytes(chunk.try_into().expect("eight bytes"))).to_le_bytes();
+    for chunk in bytes.chunks_exact(8) {
+        out.extend_from_slice(&word(chunk));
+    }
+    if !n.is_multiple_of(8) {
+        out.truncate(start + n - 8);
+        out.extend_from_slice(&word(&bytes[n - 8..]));
+    }
+}
+
+/// Upper-cases the eight ASCII bytes of `w`.
+fn ascii_uppercase_word(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // High bit of each byte in `a..=z` (all bytes are below 0x80).
+    let at_least_a = w + ONES * u64::from(0x80 - b'a');
+    let above_z = w + ONES * u64::from(0x80 - b'z' - 1);
+    let lower = at_least_a & !above_z & (ONES * 0x80);
+    w - (lower >> 2)
 }
 
 /// Writes an f64 as `JSON.stringify` does: ECMAScript's `Number::toString` (shortest digits that
@@ -157,6 +172,12 @@ pub(crate) fn write_js_number(out: &mut Vec<u8>, x: f64) {
         return;
     }
     if write_short_decimal(out, x) {
+        return;
+    }
+    if (1e-5..9_007_199_254_740_992.0).contains(&x.abs()) {
+        // Not an integer (those were written above), and large enough that ryu writes plain
+        // decimal notation: its text is then exactly ECMAScript's (shortest, closest digits).
+        out.extend_from_slice(ryu::Buffer::new().format_finite(x).as_bytes());
         return;
     }
     // The shortest round-trip digits from ryu, whatever notation it chose: DIGITS × 10^(n − k).
