@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Store, WasmBacktrace};
@@ -18,7 +18,7 @@ use crate::capabilities::CapabilityPlan;
 use crate::capabilities::crypto::{self, CryptoCtx, CryptoHost, CryptoView};
 use crate::capabilities::nn::{self, ModelSet, NnCtx, NnView};
 use crate::capabilities::network::{NameLookupView, NetworkGuard, add_name_lookup_to_linker};
-use crate::engine::{Program, Runtime};
+use crate::engine::{Program, Runtime, schedule_guest};
 use crate::limits::{GuestLimiter, GuestLimits, MAX_RESOURCE_HANDLES};
 use wasmzip_keystore::Keystore;
 
@@ -122,6 +122,8 @@ pub async fn run_command(runtime: &Runtime, program: &Program, spec: CommandSpec
     let limiter = GuestLimiter::new(&spec.limits);
     let link_err = |e: wasmtime::Error| RuntimeError::Link(format!("{e:#}"));
 
+    // The guest yields at the first tick past this, where `within` below gives up on it.
+    let deadline = spec.limits.timeout.and_then(|limit| Instant::now().checked_add(limit));
     match program {
         Program::Component(component) => {
             let mut linker = Linker::<ComponentState>::new(engine);
@@ -135,8 +137,7 @@ pub async fn run_command(runtime: &Runtime, program: &Program, spec: CommandSpec
             table.set_max_capacity(MAX_RESOURCE_HANDLES);
             let mut store = Store::new(engine, ComponentState { wasi: builder.build(), table, limiter, network: guard, crypto: crypto_ctx, nn: nn_ctx });
             store.limiter(|s| &mut s.limiter);
-            store.set_epoch_deadline(1);
-            store.epoch_deadline_async_yield_and_update(1);
+            schedule_guest(&mut store, deadline);
 
             let run = Box::pin(async move {
                 let result = async {
@@ -159,8 +160,7 @@ pub async fn run_command(runtime: &Runtime, program: &Program, spec: CommandSpec
             let pre = linker.instantiate_pre(module).map_err(link_err)?;
             let mut store = Store::new(engine, ModuleState { wasi: builder.build_p1(), limiter });
             store.limiter(|s| &mut s.limiter);
-            store.set_epoch_deadline(1);
-            store.epoch_deadline_async_yield_and_update(1);
+            schedule_guest(&mut store, deadline);
 
             let run = Box::pin(async move {
                 let result = async {

@@ -22,6 +22,7 @@ use wasmzip_runtime::capabilities::crypto::CryptoCtx;
 use wasmzip_nn::Abandoned;
 use wasmzip_runtime::capabilities::nn::NnCtx;
 use wasmzip_runtime::capabilities::network::NetworkGuard;
+use wasmzip_runtime::engine::schedule_guest;
 use wasmzip_runtime::limits::{GuestLimiter, GuestLimits, MAX_RESOURCE_HANDLES};
 
 use crate::ServerShared;
@@ -211,8 +212,6 @@ async fn serve(
     };
     let mut store = Store::new(shared.runtime.engine(), state);
     store.limiter(|s| &mut s.limiter);
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_async_yield_and_update(1);
 
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let prepared = (|| -> wasmtime::Result<_> {
@@ -228,6 +227,7 @@ async fn serve(
     let fm = function.metrics.clone();
     let labels = &fm.labels;
     let deadline = tokio::time::Instant::now() + limits.timeout;
+    schedule_guest(&mut store, Some(deadline.into_std()));
     let pre = function.pre.clone();
     let instantiation = fm.instantiation.clone();
     // The deadline covers the whole request, response body included: at the deadline the guest's
