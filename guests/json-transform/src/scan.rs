@@ -256,10 +256,7 @@ impl<'a> Scanner<'a> {
             }
             self.i += 1;
             let value_start = self.i;
-            if let Some(b'[' | b'{') = b.get(self.i) {
-                return None;
-            }
-            let kind = self.value(2).ok()?;
+            let kind = self.flat_value()?;
             let value = &b[value_start..self.i];
             match role {
                 Role::Other => {
@@ -414,18 +411,25 @@ impl<'a> Scanner<'a> {
 
     /// A number: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
     pub(crate) fn number(&mut self) -> Result<(), SyntaxError> {
+        if self.skip_number() { Ok(()) } else { self.unexpected("invalid number") }
+    }
+
+    /// Skips a number (see [`Scanner::number`]); false, with `i` where it went wrong, if there is
+    /// none.
+    #[inline]
+    pub(crate) fn skip_number(&mut self) -> bool {
         if self.peek() == Some(b'-') {
             self.i += 1;
         }
         match self.peek() {
             Some(b'0') => self.i += 1,
             Some(b'1'..=b'9') => self.digits(),
-            _ => return self.unexpected("invalid number"),
+            _ => return false,
         }
         if self.peek() == Some(b'.') {
             self.i += 1;
             if !matches!(self.peek(), Some(b'0'..=b'9')) {
-                return self.unexpected("invalid number");
+                return false;
             }
             self.digits();
         }
@@ -435,11 +439,35 @@ impl<'a> Scanner<'a> {
                 self.i += 1;
             }
             if !matches!(self.peek(), Some(b'0'..=b'9')) {
-                return self.unexpected("invalid number");
+                return false;
             }
             self.digits();
         }
-        Ok(())
+        true
+    }
+
+    /// A value of a flat record (no array or object): its kind, or `None` for anything else,
+    /// valid or not.
+    #[inline]
+    pub(crate) fn flat_value(&mut self) -> Option<Kind> {
+        let b = self.b;
+        match b.get(self.i)? {
+            b'"' => self.string().ok().map(|(_, kind)| kind),
+            b'-' | b'0'..=b'9' => self.skip_number().then_some(Kind::Number),
+            // `true` and `null` as one four-byte word, `false` as `fals` and `e`.
+            first @ (b't' | b'n' | b'f') => {
+                let w = u32::from_le_bytes(b.get(self.i..self.i + 4)?.try_into().expect("four bytes"));
+                let (kind, len) = match first {
+                    b't' if w == u32::from_le_bytes(*b"true") => (Kind::True, 4),
+                    b'n' if w == u32::from_le_bytes(*b"null") => (Kind::Other, 4),
+                    b'f' if w == u32::from_le_bytes(*b"fals") && b.get(self.i + 4) == Some(&b'e') => (Kind::Other, 5),
+                    _ => return None,
+                };
+                self.i += len;
+                Some(kind)
+            }
+            _ => None,
+        }
     }
 
     /// Skips ASCII digits, eight bytes at a time while eight are left.

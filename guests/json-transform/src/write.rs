@@ -220,51 +220,49 @@ pub(crate) fn write_js_number(out: &mut Vec<u8>, x: f64) {
     }
 }
 
-/// Writes `x` with the fewest fraction digits (1 to 6) whose decimal reads back as `x`, if there is
-/// such a decimal and `|x|` is small enough (below 2^50 / 10^digits) that no other decimal with as
-/// many digits reads back as `x` too. That decimal is then ECMAScript's shortest, closest one, and
-/// plain notation is what `Number::toString` uses from 1e-6 to 1e21. Returns false otherwise.
+/// Writes `x`, not an integer, with the fewest fraction digits (1 to 6) whose decimal reads back as
+/// `x`, if there is such a decimal and `|x|` is below 2^50 / 10^6; returns false otherwise. Below that
+/// bound an f64's spacing is under 10^-6 / 4, so at most one six-digit decimal reads back as `x`: the
+/// shortest decimal is that one without its trailing zeros, and `x * 10^6` rounds to its digits
+/// (the product is off by at most 1/8, the decimal by less than 1/8 more). That decimal is then
+/// ECMAScript's shortest, closest one, and plain notation is what `Number::toString` uses from 1e-6
+/// to 1e21. One division checks it, instead of one per number of digits.
 pub(crate) fn write_short_decimal(out: &mut Vec<u8>, x: f64) -> bool {
-    const POW10: [f64; 7] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6];
-    const TWO_POW_50: f64 = 1_125_899_906_842_624.0;
-    const LIMITS: [f64; 7] = [
-        TWO_POW_50,
-        TWO_POW_50 / 1e1,
-        TWO_POW_50 / 1e2,
-        TWO_POW_50 / 1e3,
-        TWO_POW_50 / 1e4,
-        TWO_POW_50 / 1e5,
-        TWO_POW_50 / 1e6,
-    ];
+    const MILLION: f64 = 1e6;
+    const LIMIT: f64 = 1_125_899_906_842_624.0 / MILLION;
     let magnitude = x.abs();
-    for digits in 1..POW10.len() {
-        let scale = POW10[digits];
-        if magnitude >= LIMITS[digits] {
-            return false;
-        }
-        let scaled = (magnitude * scale).round_ties_even();
-        if scaled / scale == magnitude {
-            // Both parts by float arithmetic, exact here: integers below 2^53, and a quotient at
-            // least 1/scale away from the next integer is not rounded up to it.
-            let whole = (scaled / scale).floor();
-            if x < 0.0 {
-                out.push(b'-');
-            }
-            write_integer(out, whole as i64);
-            out.push(b'.');
-            // The fraction's digits, zero-padded on the left; the last one is not 0, or fewer
-            // digits would have read back already.
-            let mut fraction = (scaled - whole * scale) as u32;
-            let mut text = [b'0'; 6];
-            for d in text[..digits].iter_mut().rev() {
-                *d = b'0' + (fraction % 10) as u8;
-                fraction /= 10;
-            }
-            out.extend_from_slice(&text[..digits]);
-            return true;
-        }
+    if magnitude >= LIMIT {
+        return false;
     }
-    false
+    let scaled = (magnitude * MILLION).round_ties_even();
+    if scaled / MILLION != magnitude {
+        return false;
+    }
+    let scaled = scaled as u64;
+    let (whole, micros) = (scaled / 1_000_000, (scaled % 1_000_000) as u32);
+    // `x` is not an integer, so `micros` is not 0; drop its trailing zeros.
+    let (fraction, digits) = match micros {
+        m if m % 100_000 == 0 => (m / 100_000, 1),
+        m if m % 10_000 == 0 => (m / 10_000, 2),
+        m if m % 1_000 == 0 => (m / 1_000, 3),
+        m if m % 100 == 0 => (m / 100, 4),
+        m if m % 10 == 0 => (m / 10, 5),
+        m => (m, 6),
+    };
+    if x < 0.0 {
+        out.push(b'-');
+    }
+    write_integer(out, whole as i64);
+    out.push(b'.');
+    // The fraction's digits, zero-padded on the left.
+    let mut fraction = fraction;
+    let mut text = [b'0'; 6];
+    for d in text[..digits].iter_mut().rev() {
+        *d = b'0' + (fraction % 10) as u8;
+        fraction /= 10;
+    }
+    out.extend_from_slice(&text[..digits]);
+    true
 }
 
 /// Writes an integer in decimal (with 32-bit arithmetic while it fits, which wasm does without a
