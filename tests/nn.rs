@@ -291,8 +291,10 @@ fn abandoned_requests_give_up_their_queued_inference() {
     let r = server.request("POST", "/orientation", &[("content-type", "image/png")], &body);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["label"], pages().labels["page1_90.png"].as_str());
+    // The host never panics. (A guest may: one that set its response just before its client went
+    // away finds its body stream closed, and `guest-http` panics on that; its stderr is logged.)
     let log = server.stderr_text();
-    assert!(!log.contains("panicked"), "{log}");
+    assert!(!log.lines().any(|l| l.contains("panicked") && !l.contains("wasmzip::guest")), "{log}");
     let skipped = server.stderr().iter().filter(|l| l.contains("skipped a queued inference")).count();
     eprintln!("{skipped} of 24 abandoned requests skipped their queued inference");
 }

@@ -137,7 +137,7 @@ pub async fn run_command(runtime: &Runtime, program: &Program, spec: CommandSpec
             table.set_max_capacity(MAX_RESOURCE_HANDLES);
             let mut store = Store::new(engine, ComponentState { wasi: builder.build(), table, limiter, network: guard, crypto: crypto_ctx, nn: nn_ctx });
             store.limiter(|s| &mut s.limiter);
-            schedule_guest(&mut store, deadline);
+            schedule_guest(&mut store, deadline, || false);
 
             let run = Box::pin(async move {
                 let result = async {
@@ -160,7 +160,7 @@ pub async fn run_command(runtime: &Runtime, program: &Program, spec: CommandSpec
             let pre = linker.instantiate_pre(module).map_err(link_err)?;
             let mut store = Store::new(engine, ModuleState { wasi: builder.build_p1(), limiter });
             store.limiter(|s| &mut s.limiter);
-            schedule_guest(&mut store, deadline);
+            schedule_guest(&mut store, deadline, || false);
 
             let run = Box::pin(async move {
                 let result = async {

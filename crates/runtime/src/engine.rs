@@ -25,13 +25,19 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 pub const GUEST_SLICE_TICKS: u64 = 10;
 
 /// Schedules a store's running guest: it yields to the async executor every [`GUEST_SLICE_TICKS`]
-/// ticks, and at the first tick after `deadline`, where the caller's timeout drops it. Between
-/// those, a tick costs the guest one host call that compares two instants.
-pub fn schedule_guest<T: 'static>(store: &mut Store<T>, deadline: Option<Instant>) {
+/// ticks, and at the first tick after `deadline` or after `given_up` turns true (its client went
+/// away), where the caller's timeout or abort drops it. Between those, a tick costs the guest one
+/// host call that reads the clock and the flag.
+pub fn schedule_guest<T: 'static>(
+    store: &mut Store<T>,
+    deadline: Option<Instant>,
+    given_up: impl Fn() -> bool + Send + Sync + 'static,
+) {
     let mut ticks = 0u64;
     store.epoch_deadline_callback(move |_| {
         ticks += 1;
-        let yield_now = ticks.is_multiple_of(GUEST_SLICE_TICKS) || deadline.is_some_and(|d| Instant::now() >= d);
+        let yield_now =
+            ticks.is_multiple_of(GUEST_SLICE_TICKS) || given_up() || deadline.is_some_and(|d| Instant::now() >= d);
         Ok(if yield_now { UpdateDeadline::Yield(1) } else { UpdateDeadline::Continue(1) })
     });
     store.set_epoch_deadline(1);
@@ -273,7 +279,8 @@ mod tests {
         }
     }
 
-    /// A computing guest yields once per slice, and at every tick once its deadline has passed.
+    /// A computing guest yields once per slice, and at every tick once its deadline has passed or its
+    /// request was given up.
     /// The guest makes the ticks itself (a host call advancing the epoch), so the count is exact: a
     /// check runs where each loop iteration starts, so `n` ticks are noticed `n - 1` times.
     #[tokio::test]
@@ -292,9 +299,10 @@ mod tests {
         linker.func_wrap("host", "tick", move || ticking.increment_epoch()).unwrap();
         let ticks = 35;
         let passed = Instant::now();
-        for (deadline, expected) in [(None, (ticks - 1) / GUEST_SLICE_TICKS), (Some(passed), ticks - 1)] {
+        let cases = [(None, false, (ticks - 1) / GUEST_SLICE_TICKS), (Some(passed), false, ticks - 1), (None, true, ticks - 1)];
+        for (deadline, given_up, expected) in cases {
             let mut store = Store::new(&engine, ());
-            schedule_guest(&mut store, deadline);
+            schedule_guest(&mut store, deadline, move || given_up);
             let instance = linker.instantiate_async(&mut store, &module).await.unwrap();
             let run = instance.get_typed_func::<i32, ()>(&mut store, "run").unwrap();
             let mut call = std::pin::pin!(run.call_async(&mut store, ticks as i32));
@@ -306,7 +314,7 @@ mod tests {
             })
             .await
             .unwrap();
-            assert_eq!(yields, expected, "deadline {deadline:?}");
+            assert_eq!(yields, expected, "deadline {deadline:?}, given up {given_up}");
         }
     }
 }

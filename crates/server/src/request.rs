@@ -227,7 +227,8 @@ async fn serve(
     let fm = function.metrics.clone();
     let labels = &fm.labels;
     let deadline = tokio::time::Instant::now() + limits.timeout;
-    schedule_guest(&mut store, Some(deadline.into_std()));
+    let given_up = abandoned.clone();
+    schedule_guest(&mut store, Some(deadline.into_std()), move || given_up.is_set());
     let pre = function.pre.clone();
     let instantiation = fm.instantiation.clone();
     // The deadline covers the whole request, response body included: at the deadline the guest's
