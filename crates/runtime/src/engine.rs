@@ -280,11 +280,11 @@ mod tests {
     }
 
     /// A computing guest yields once per slice, and at every tick once its deadline has passed or its
-    /// request was given up.
-    /// The guest makes the ticks itself (a host call advancing the epoch), so the count is exact: a
-    /// check runs where each loop iteration starts, so `n` ticks are noticed `n - 1` times.
+    /// request was given up. The guest makes the ticks itself (a host call advancing the epoch), so
+    /// the count is exact: a check runs where each loop iteration starts, so `n` ticks are noticed
+    /// `n - 1` times.
     #[tokio::test]
-    async fn a_guest_yields_once_per_slice_and_at_every_tick_past_its_deadline() {
+    async fn a_guest_yields_once_per_slice_and_at_every_tick_once_stopped() {
         let engine = Engine::new(Config::new().epoch_interruption(true)).unwrap();
         let wat = r#"(module
             (import "host" "tick" (func $tick))
