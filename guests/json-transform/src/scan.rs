@@ -73,6 +73,13 @@ pub(crate) struct Flat<'a> {
     pub(crate) name: Option<(&'a [u8], Kind)>,
 }
 
+/// The eight bytes of `b` from `at` as a little-endian word (the first byte lowest), if there are
+/// eight.
+#[inline]
+pub(crate) fn word_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
 /// The first (at most eight) bytes of `s` as a little-endian word, for comparing keys a word at a time.
 const fn word(s: &[u8]) -> u64 {
     let mut w = 0u64;
@@ -89,7 +96,7 @@ const fn word(s: &[u8]) -> u64 {
 /// `price`, `active` or `quantity` followed by the closing quote. `None` for anything else.
 #[inline]
 pub(crate) fn known_key(b: &[u8], start: usize) -> Option<(Role, usize)> {
-    let w = u64::from_le_bytes(b.get(start..start + 8)?.try_into().expect("eight bytes"));
+    let w = word_at(b, start)?;
     let first = |n: usize| w & (u64::MAX >> (64 - 8 * n));
     if first(5) == word(b"name\"") {
         Some((Role::Name, 4))
@@ -107,8 +114,7 @@ pub(crate) fn known_key(b: &[u8], start: usize) -> Option<(Role, usize)> {
 /// The role of the unescaped key `b[start..end]`, comparing it as whole words read from the input
 /// (the closing quote and what follows make eight bytes readable except at the very end).
 pub(crate) fn role_at(b: &[u8], start: usize, end: usize) -> Role {
-    let Some(bytes) = b.get(start..start + 8) else { return Role::of(as_str(&b[start..end])) };
-    let w = u64::from_le_bytes(bytes.try_into().expect("eight bytes"));
+    let Some(w) = word_at(b, start) else { return Role::of(as_str(&b[start..end])) };
     let first = |n: usize| w & (u64::MAX >> (64 - 8 * n));
     match end - start {
         4 if first(4) == word(b"name") => Role::Name,
@@ -473,8 +479,8 @@ impl<'a> Scanner<'a> {
     /// Skips ASCII digits, eight bytes at a time while eight are left.
     pub(crate) fn digits(&mut self) {
         let b = self.b;
-        while let Some(chunk) = b.get(self.i..self.i + 8) {
-            let flags = non_digit_bytes(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
+        while let Some(w) = word_at(b, self.i) {
+            let flags = non_digit_bytes(w);
             if flags != 0 {
                 self.i += flags.trailing_zeros() as usize / 8;
                 return;
@@ -494,8 +500,8 @@ impl<'a> Scanner<'a> {
         let (mut escaped, mut ascii) = (false, true);
         loop {
             // Eight bytes at a time while none is special (`"`, `\`, a control character, non-ASCII).
-            while let Some(chunk) = b.get(i..i + 8) {
-                let special = special_bytes(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
+            while let Some(w) = word_at(b, i) {
+                let special = special_bytes(w);
                 if special != 0 {
                     i += special.trailing_zeros() as usize / 8;
                     break;
@@ -649,9 +655,7 @@ impl NumberText<'_> {
     pub(crate) fn value(self) -> f64 {
         let negative = self.rest[0] == b'-';
         let start = usize::from(negative);
-        let short = self.rest.get(start..start + 8).and_then(|word| {
-            short_decimal(u64::from_le_bytes(word.try_into().expect("eight bytes")), self.len - start)
-        });
+        let short = word_at(self.rest, start).and_then(|w| short_decimal(w, self.len - start));
         match short {
             Some(value) if negative => -value,
             Some(value) => value,

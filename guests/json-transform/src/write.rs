@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::scan::{Flat, Kind, NumberText, Record, Role, as_str, number_or_zero, unescape};
+use crate::scan::{Flat, Kind, NumberText, Record, Role, as_str, number_or_zero, unescape, word_at};
 
 /// Writes `s` as a JSON string the way `JSON.stringify` does.
 pub(crate) fn write_json_string(out: &mut Vec<u8>, s: &str) {
@@ -135,13 +135,13 @@ pub(crate) fn push_ascii_uppercase(out: &mut Vec<u8>, bytes: &[u8]) {
     }
     let start = out.len();
     out.reserve(n);
-    let word = |chunk: &[u8]| ascii_uppercase_word(u64::from_le_bytes(chunk.try_into().expect("eight bytes"))).to_le_bytes();
-    for chunk in bytes.chunks_exact(8) {
-        out.extend_from_slice(&word(chunk));
+    let upper = |at: usize| ascii_uppercase_word(word_at(bytes, at).expect("eight bytes")).to_le_bytes();
+    for at in (0..n - 7).step_by(8) {
+        out.extend_from_slice(&upper(at));
     }
     if !n.is_multiple_of(8) {
         out.truncate(start + n - 8);
-        out.extend_from_slice(&word(&bytes[n - 8..]));
+        out.extend_from_slice(&upper(n - 8));
     }
 }
 
