@@ -59,6 +59,14 @@ pub struct ServeArgs {
     /// again (default: 1MiB where Linux lists dirty pages with PAGEMAP_SCAN, 6.7 and later; else 0).
     #[arg(long, value_name = "SIZE", value_parser = |s: &str| ByteSize::parse(s))]
     pub pool_keep_resident: Option<ByteSize>,
+    /// How long a function's spare instance, made ahead of its next request so that request does
+    /// not wait for instantiation, waits for one before it is torn down.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = |s: &str| parse_duration(s))]
+    pub spare_idle: Duration,
+    /// Make no spare instances: every request instantiates its own (less memory held between
+    /// requests, slower requests).
+    #[arg(long)]
+    pub no_spares: bool,
     /// How long in-flight requests may take to finish after SIGTERM or SIGINT.
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = |s: &str| parse_duration(s))]
     pub grace_period: Duration,
@@ -125,6 +133,7 @@ pub async fn run(args: ServeArgs) -> Result<u8> {
             max_memory_bytes: args.pool_max_memory.0,
             keep_resident_bytes: args.pool_keep_resident.map(|b| b.0),
         },
+        spare_idle: (!args.no_spares).then_some(args.spare_idle),
         grace_period: args.grace_period,
         // Opened once, when configured: every request of every function shares it (for PKCS#11, one
         // logged-in session pool).

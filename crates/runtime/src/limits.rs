@@ -65,6 +65,13 @@ impl GuestLimiter {
     pub fn memory_refused(&self) -> bool {
         self.memory_refused
     }
+
+    /// Counts the memory `earlier` let its store grow (for a store whose data replaces a state
+    /// that was in force while the instance was made).
+    pub fn carry_from(&mut self, earlier: &GuestLimiter) {
+        self.memory_used = self.memory_used.saturating_add(earlier.memory_used);
+        self.memory_refused |= earlier.memory_refused;
+    }
 }
 
 impl wasmtime::ResourceLimiter for GuestLimiter {
@@ -117,5 +124,17 @@ mod tests {
         assert!(!l.memory_growing(0, 60, None).unwrap());
         assert!(l.memory_refused());
         assert!(l.memory_growing(0, 40, None).unwrap());
+    }
+
+    #[test]
+    fn a_replacing_limiter_counts_what_the_earlier_one_allowed() {
+        let limits = GuestLimits { memory_bytes: Some(100), timeout: None };
+        let mut earlier = GuestLimiter::new(&limits);
+        assert!(earlier.memory_growing(0, 70, None).unwrap());
+        let mut later = GuestLimiter::new(&limits);
+        later.carry_from(&earlier);
+        assert!(!later.memory_growing(70, 110, None).unwrap(), "70 + 40 is over the limit of 100");
+        assert!(later.memory_refused());
+        assert!(later.memory_growing(70, 100, None).unwrap());
     }
 }

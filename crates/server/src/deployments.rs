@@ -22,6 +22,7 @@ use crate::function::{HttpLimits, LoadedFunction, OperatorLimits, RequestState};
 use crate::metrics::Metrics;
 use crate::outbound::OutboundRules;
 use crate::routing::{RouteConflict, RouteTable};
+use crate::spare::SpareSlot;
 use crate::store::{DeployedVersion, DeploymentState, DeploymentStore, StoreError};
 
 /// Why a deployment change was refused. Nothing changed when one is returned.
@@ -431,5 +432,6 @@ fn load_blocking(
         metrics: metrics.for_function(manifest.name.as_str(), &manifest.version.to_string()),
         keystore: policy.keystore.clone(),
         models: Arc::new(models),
+        spare: SpareSlot::default(),
     })
 }

@@ -18,6 +18,7 @@ use wasmzip_runtime::limits::GuestLimiter;
 
 use crate::metrics::FunctionMetrics;
 use crate::outbound::{OutboundHooks, OutboundRules};
+use crate::spare::SpareSlot;
 
 /// Request body limit when neither manifest nor operator sets one.
 pub const DEFAULT_REQUEST_BODY: u64 = 16 * 1024 * 1024;
@@ -173,6 +174,8 @@ pub struct LoadedFunction {
     pub keystore: Option<Arc<dyn Keystore>>,
     /// Its models, loaded once and shared by every request.
     pub models: Arc<ModelSet>,
+    /// The instance made ahead of its next request, if any.
+    pub spare: SpareSlot,
 }
 
 #[cfg(test)]

@@ -11,12 +11,14 @@ pub mod metrics;
 pub mod outbound;
 pub mod request;
 pub mod routing;
+pub mod spare;
 pub mod store;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -29,6 +31,7 @@ use wasmzip_runtime::{PoolConfig, Runtime, RuntimeConfig};
 use crate::deployments::{DeployError, DeployPolicy, Deployments};
 use crate::function::OperatorLimits;
 use crate::metrics::Metrics;
+use crate::spare::Recycler;
 use crate::store::LocalStore;
 
 /// Everything `serve` is configured with.
@@ -60,6 +63,9 @@ pub struct ServeConfig {
     pub limits: OperatorLimits,
     /// Pool sizing.
     pub pool: PoolConfig,
+    /// How long a spare instance (made ahead of a function's next request) waits for one before it
+    /// is torn down; `None` makes no spares.
+    pub spare_idle: Option<Duration>,
     /// How long in-flight requests may take to finish at shutdown.
     pub grace_period: Duration,
     /// The keystore shared by every request of every function granted keys (one session pool).
@@ -90,6 +96,9 @@ pub enum ServeError {
     /// The data directory could not be opened.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// The recycler thread could not be started.
+    #[error("cannot start the recycler thread: {0}")]
+    Recycler(std::io::Error),
 }
 
 /// What every request handler shares.
@@ -102,6 +111,24 @@ pub struct ServerShared {
     pub runtime: Arc<Runtime>,
     /// Admission: one permit per pool slot; none left means 503.
     pub slots: Arc<Semaphore>,
+    /// Makes spare instances and tears down finished stores.
+    pub recycler: Recycler,
+}
+
+/// Counts a client connection while it is open.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl OpenConnection {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(count.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Addresses the server actually listens on (useful with port 0).
@@ -150,12 +177,10 @@ pub async fn serve(
         admin: admin.as_ref().and_then(|a| a.local_addr().ok()),
     };
 
-    let shared = Arc::new(ServerShared {
-        deployments: deployments.clone(),
-        metrics: metrics.clone(),
-        runtime,
-        slots: Arc::new(Semaphore::new(config.pool.instances as usize)),
-    });
+    let slots = Arc::new(Semaphore::new(config.pool.instances as usize));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let recycler = Recycler::start(slots.clone(), config.spare_idle, metrics.spares.clone(), connections.clone()).map_err(ServeError::Recycler)?;
+    let shared = Arc::new(ServerShared { deployments: deployments.clone(), metrics: metrics.clone(), runtime, slots, recycler });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let admin_task = admin.map(|listener| {
         let state = admin::AdminState {
@@ -195,7 +220,9 @@ pub async fn serve(
                     .header_read_timeout(Duration::from_secs(30))
                     .serve_connection(TokioIo::new(stream), service);
                 let watched = graceful.watch(connection);
+                let open = OpenConnection::new(&connections);
                 tokio::spawn(async move {
+                    let _open = open;
                     if let Err(e) = watched.await {
                         tracing::debug!("connection ended: {e}");
                     }
@@ -214,5 +241,6 @@ pub async fn serve(
     if let Some(task) = admin_task {
         let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
     }
+    shared.recycler.stop();
     Ok(())
 }

@@ -9,6 +9,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::spare::SpareMetrics;
+
 /// Labels of one request outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -64,6 +66,8 @@ pub struct Metrics {
     pub in_flight: Gauge<i64, AtomicI64>,
     /// Functions deployed now.
     pub functions: Gauge<i64, AtomicI64>,
+    /// Spare instances waiting, and requests served by one.
+    pub spares: SpareMetrics,
 }
 
 impl Default for Metrics {
@@ -77,6 +81,7 @@ impl Default for Metrics {
         let shed = Counter::default();
         let in_flight = Gauge::default();
         let functions = Gauge::default();
+        let spares = SpareMetrics::default();
         let mut registry = Registry::with_prefix("wasmzip");
         registry.register("requests", "Requests handled, by function, version and status", requests.clone());
         registry.register("request_duration_seconds", "Request latency, from routing to response headers", latency.clone());
@@ -87,7 +92,9 @@ impl Default for Metrics {
         registry.register("shed", "Requests refused with 503 because the server was at capacity", shed.clone());
         registry.register("requests_in_flight", "Requests being handled now", in_flight.clone());
         registry.register("functions_deployed", "Functions deployed now", functions.clone());
-        Metrics { registry, requests, latency, instantiation, traps, timeouts, denials, shed, in_flight, functions }
+        registry.register("spare_instances", "Instances made ahead of a request and waiting for one", spares.alive.clone());
+        registry.register("spare_instances_used", "Requests served by an instance made ahead of them", spares.used.clone());
+        Metrics { registry, requests, latency, instantiation, traps, timeouts, denials, shed, in_flight, functions, spares }
     }
 }
 

@@ -1,6 +1,7 @@
-//! One request: route, admit, check limits, make a fresh store, instantiate, call
-//! `wasi:http/incoming-handler`, and turn every way that can end into an HTTP response. Nothing a
-//! guest does can panic the host or outlive the request's deadline.
+//! One request: route, admit, check limits, make a fresh store and instantiate (or take the
+//! function's spare instance, see `spare.rs`), call `wasi:http/incoming-handler`, and turn every way
+//! that can end into an HTTP response. Nothing a guest does can panic the host or outlive the
+//! request's deadline.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use crate::function::{LoadedFunction, RequestState};
 use crate::guest_log::{GuestLog, LogTag};
 use crate::metrics::{DenialLabels, FunctionMetrics, RequestLabels};
 use crate::outbound::OutboundHooks;
+use crate::spare::adopt;
 
 /// Errors carried by response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -136,12 +138,24 @@ async fn serve(
     if declared.is_some_and(|n| n > limits.request_body) {
         return host_response(StatusCode::PAYLOAD_TOO_LARGE, id, &format!("request body exceeds {} bytes", limits.request_body));
     }
-    let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
-        shared.metrics.shed.inc();
-        let mut r = host_response(StatusCode::SERVICE_UNAVAILABLE, id, "the server is at capacity; retry shortly");
-        r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
+    // A spare instance comes with its own permit; otherwise this request takes one, giving up
+    // another function's spare when that is what holds the last one.
+    let (permit, ready) = match function.spare.take() {
+        Some(spare) => {
+            let (store, proxy, permit) = spare.into_parts();
+            (permit, Some((store, proxy)))
+        }
+        None => match admit(shared) {
+            Some(permit) => (permit, None),
+            None => {
+                shared.metrics.shed.inc();
+                let mut r = host_response(StatusCode::SERVICE_UNAVAILABLE, id, "the server is at capacity; retry shortly");
+                r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return r;
+            }
+        },
     };
+    shared.recycler.warm(function);
     shared.metrics.in_flight.inc();
     let in_flight = InFlight(shared.clone());
 
@@ -210,8 +224,17 @@ async fn serve(
         crypto,
         nn,
     };
-    let mut store = Store::new(shared.runtime.engine(), state);
-    store.limiter(|s| &mut s.limiter);
+    let (mut store, proxy) = match ready {
+        Some((mut store, proxy)) => {
+            drop(adopt(&mut store, state));
+            (store, Some(proxy))
+        }
+        None => {
+            let mut store = Store::new(shared.runtime.engine(), state);
+            store.limiter(|s| &mut s.limiter);
+            (store, None)
+        }
+    };
 
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let prepared = (|| -> wasmtime::Result<_> {
@@ -234,19 +257,27 @@ async fn serve(
     // The deadline covers the whole request, response body included: at the deadline the guest's
     // future is dropped inside its task, which drops the store (whether it was running wasm or waiting
     // in a host call). The 504 below does not wait for that.
+    let owner = shared.clone();
     let guest = tokio::spawn(async move {
-        let _permit = permit;
         let _in_flight = in_flight;
         let run = tokio::time::timeout_at(deadline, async {
-            let t0 = Instant::now();
-            let proxy = pre.instantiate_async(&mut store).await?;
-            instantiation.observe(t0.elapsed().as_secs_f64());
+            let proxy = match proxy {
+                Some(proxy) => proxy,
+                None => {
+                    let t0 = Instant::now();
+                    let proxy = pre.instantiate_async(&mut store).await?;
+                    instantiation.observe(t0.elapsed().as_secs_f64());
+                    proxy
+                }
+            };
             proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
         })
         .await;
         stdout.flush_partial();
         stderr.flush_partial();
-        run.ok().map(|result| (result, store.data().limiter.memory_refused()))
+        let outcome = run.ok().map(|result| (result, store.data().limiter.memory_refused()));
+        owner.recycler.retire(store, permit);
+        outcome
     });
 
     // Until the response head is out, the guest's work is given up when this future is dropped (the
@@ -309,6 +340,18 @@ async fn serve(
                     host_response(StatusCode::INTERNAL_SERVER_ERROR, id, &format!("internal error (request {id})"))
                 }
             }
+        }
+    }
+}
+
+/// An admission permit: a free one, or the one the oldest spare instance held.
+fn admit(shared: &ServerShared) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    loop {
+        if let Ok(permit) = shared.slots.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        if !shared.recycler.evict_one() {
+            return None;
         }
     }
 }
