@@ -344,7 +344,7 @@ async fn serve(
     }
 }
 
-/// An admission permit: a free one, or the one the oldest spare instance held.
+/// An admission permit: a free one, or one a spare instance held (see `Recycler::evict_one`).
 fn admit(shared: &ServerShared) -> Option<tokio::sync::OwnedSemaphorePermit> {
     loop {
         if let Ok(permit) = shared.slots.clone().try_acquire_owned() {

@@ -8,7 +8,7 @@
 //! pre-instantiated component in a store of its own, with a blank state that the request replaces
 //! with its own before any guest code runs for it. A spare holds one admission permit, so spares
 //! and requests together never need more pool slots than there are permits. When a request finds
-//! no permit left, the oldest spare is given up for it; a spare no request took within the idle
+//! no permit left, another function's spare is given up for it; a spare no request took within the idle
 //! time is torn down. A spare is made with the function's own WASI configuration (a start function
 //! sees what a request would), but with no request: its output is dropped, and it may make no
 //! outbound request.
@@ -107,6 +107,8 @@ pub struct SpareSlot {
     warming: AtomicBool,
     /// Making a spare failed once (instantiation trapped): this version never gets one.
     failed: AtomicBool,
+    /// The function is in the recycler's list of spare holders (once at most).
+    listed: AtomicBool,
 }
 
 impl SpareSlot {
@@ -135,7 +137,7 @@ pub struct Recycler {
     /// No spares are made when this is false (finished stores are still torn down here).
     spares: bool,
     jobs: Mutex<Option<SyncSender<Job>>>,
-    /// Functions that hold a spare, oldest first (entries may be stale).
+    /// Functions that have held spares, longest first, each once (one may have none right now).
     holders: Arc<Mutex<VecDeque<Weak<LoadedFunction>>>>,
     slots: Arc<Semaphore>,
     /// Open client connections, and the cores there are: the recycler only takes work while
@@ -226,11 +228,14 @@ impl Recycler {
         }
     }
 
-    /// Gives up the oldest spare, returning its permit to the pool; false when there is none.
+    /// Gives up a spare, the one of the function that has held spares longest, returning its
+    /// permit to the pool; false when there is none.
     pub fn evict_one(&self) -> bool {
         loop {
             let Some(holder) = self.holders.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else { return false };
-            if let Some(spare) = holder.upgrade().and_then(|f| f.spare.take()) {
+            let Some(function) = holder.upgrade() else { continue };
+            function.spare.listed.store(false, Ordering::Release);
+            if let Some(spare) = function.spare.take() {
                 drop(spare);
                 return true;
             }
@@ -273,7 +278,9 @@ impl Worker {
                     match self.make_spare(&function, permit) {
                         Ok(spare) => {
                             function.spare.put(spare);
-                            self.holders.lock().unwrap_or_else(|p| p.into_inner()).push_back(Arc::downgrade(&function));
+                            if !function.spare.listed.swap(true, Ordering::AcqRel) {
+                                self.holders.lock().unwrap_or_else(|p| p.into_inner()).push_back(Arc::downgrade(&function));
+                            }
                         }
                         Err(e) => {
                             function.spare.failed.store(true, Ordering::Relaxed);
@@ -295,6 +302,7 @@ impl Worker {
         self.holders.lock().unwrap_or_else(|p| p.into_inner()).retain(|h| match h.upgrade() {
             Some(f) => match f.spare.take_if_idle(now, self.idle) {
                 Some(spare) => {
+                    f.spare.listed.store(false, Ordering::Release);
                     idle.push(spare);
                     false
                 }
