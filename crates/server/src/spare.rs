@@ -207,6 +207,11 @@ impl Recycler {
         {
             return;
         }
+        // A spare made since the caller looked (the recycler puts it before it clears `warming`).
+        if slot.spare.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            slot.warming.store(false, Ordering::Release);
+            return;
+        }
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             slot.warming.store(false, Ordering::Release);
             return;
@@ -217,7 +222,8 @@ impl Recycler {
     }
 
     /// Tears `store` down, and then gives its admission permit back (so the pool slot is free
-    /// before the permit is): on the recycler thread while a core is free of client connections, else here.
+    /// before the permit is): on the recycler thread while a core is free of client connections,
+    /// else here.
     pub fn retire(&self, store: Store<RequestState>, permit: OwnedSemaphorePermit) {
         if !self.core_to_spare() {
             drop(store);
