@@ -12,8 +12,9 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 step "Installing the wasm32-wasip2 target and building wasmzip and the guests"
 rustup target add wasm32-wasip2
 cargo build --release --locked
-(cd guests && cargo build --release --locked)
-wasmzip=target/release/wasmzip
+# The example manifests name guests/target/...: the guests build there whatever CARGO_TARGET_DIR says.
+(cd guests && env -u CARGO_TARGET_DIR cargo build --release --locked)
+wasmzip="${CARGO_TARGET_DIR:-target}/release/wasmzip"
 
 out=demo-out
 rm -rf "$out" && mkdir -p "$out"
