@@ -314,10 +314,18 @@ fn metric_line(server: &Server, line: &str) -> bool {
     server.metrics().lines().any(|l| l == line)
 }
 
+/// Spares are made only while a core is free of client connections: not on a one-core machine.
+fn spares_possible() -> bool {
+    let possible = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    if !possible {
+        eprintln!("skipped: spares are made only while a core is free of client connections");
+    }
+    possible
+}
+
 #[test]
 fn a_spare_instance_serves_the_next_request_alone_and_idles_out() {
-    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
-        eprintln!("skipped: spares are made only while a core is free of client connections");
+    if !spares_possible() {
         return;
     }
     let ws = Workspace::new();
@@ -354,8 +362,7 @@ fn no_spares_means_every_request_instantiates() {
 
 #[test]
 fn a_request_that_finds_the_pool_full_takes_the_slot_of_another_functions_spare() {
-    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
-        eprintln!("skipped: spares are made only while a core is free of client connections");
+    if !spares_possible() {
         return;
     }
     let ws = Workspace::new();

@@ -226,7 +226,7 @@ async fn serve(
     };
     let (mut store, proxy) = match ready {
         Some((mut store, proxy)) => {
-            drop(adopt(&mut store, state));
+            adopt(&mut store, state);
             (store, Some(proxy))
         }
         None => {

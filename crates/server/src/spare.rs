@@ -92,11 +92,11 @@ pub struct SpareMetrics {
     pub used: Counter,
 }
 
-/// Puts a request's state into a spare's store. What instantiation took from the memory limit is
-/// carried over, so the request's limit still counts the whole instance.
-pub fn adopt(store: &mut Store<RequestState>, mut state: RequestState) -> RequestState {
+/// Puts a request's state into a spare's store in place of its blank one. What instantiation took
+/// from the memory limit is carried over, so the request's limit still counts the whole instance.
+pub fn adopt(store: &mut Store<RequestState>, mut state: RequestState) {
     state.limiter.carry_from(&store.data().limiter);
-    std::mem::replace(store.data_mut(), state)
+    *store.data_mut() = state;
 }
 
 /// A function version's spare, if any.
