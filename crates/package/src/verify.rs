@@ -76,7 +76,8 @@ impl VerifiedPackage {
         self.components.get(name).cloned()
     }
 
-    /// The private directory holding the verified resources, when they were extracted.
+    /// The private directory holding the verified resources, when they were extracted (never for a
+    /// package that ships none).
     pub fn resources_dir(&self) -> Option<&Path> {
         self.resources_dir.as_deref()
     }
@@ -207,6 +208,8 @@ impl Opened {
                 }
                 None
             }
+            // Nothing to show at /pkg: no directory, and no preopen for each instance.
+            ResourceSink::Extract { .. } if resources.is_empty() => None,
             ResourceSink::Extract { root } => Some(self.extract(root, &resources)?),
         };
         Ok((components, resources_dir))
