@@ -415,6 +415,42 @@ fn a_full_pool_answers_503() {
     assert!(server.metrics().lines().any(|l| l == "wasmzip_shed_total 1"), "{}", server.metrics());
 }
 
+#[test]
+fn connections_are_served_by_the_worker_threads_asked_for() {
+    let ws = Workspace::new();
+    let sleepy = ws.http("sleepy", "sleepy").build();
+    let server = ws.serve(&[sleepy.as_os_str(), "--workers".as_ref(), "3".as_ref()]);
+
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .filter(|n| n.starts_with("wasmzip-conn"))
+        .collect();
+    // (A runtime's blocking threads, if any, share its name.)
+    names.sort();
+    names.dedup();
+    assert_eq!(names, ["wasmzip-conn-0", "wasmzip-conn-1", "wasmzip-conn-2"]);
+
+    // Six connections at once, two per thread: each is answered, and none waits for another.
+    let started = Instant::now();
+    let clients: Vec<_> = (0..6)
+        .map(|i| {
+            let public = server.public.clone();
+            std::thread::spawn(move || http_request(&public, "GET", &format!("/sleepy?ms={}", 500 + i), &[], b""))
+        })
+        .collect();
+    for (i, client) in clients.into_iter().enumerate() {
+        let r = client.join().unwrap();
+        assert_eq!((r.status, r.text()), (200, format!("slept {}\n", 500 + i)));
+    }
+    assert!(started.elapsed() < Duration::from_millis(2500), "six 0.5 s requests took {:?}", started.elapsed());
+
+    let mut zero: Vec<std::ffi::OsString> = vec!["serve".into()];
+    zero.extend(ws.serve_args(&ws.path("data-zero"), &["--workers", "0"]));
+    run(zero).expect_code(REFUSED).stderr_has(&["--workers must be at least 1"]);
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Outbound HTTP through the `fetch` guest.
 

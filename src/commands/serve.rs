@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// requests, slower requests).
     #[arg(long)]
     pub no_spares: bool,
+    /// Threads serving client connections, each keeping its connections and their requests on
+    /// one core (default: one per CPU).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
     /// How long in-flight requests may take to finish after SIGTERM or SIGINT.
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = |s: &str| parse_duration(s))]
     pub grace_period: Duration,
@@ -108,6 +112,9 @@ pub async fn run(args: ServeArgs) -> Result<u8> {
     if args.pool_instances == 0 {
         bail!("--pool-instances must be at least 1");
     }
+    if args.workers == Some(0) {
+        bail!("--workers must be at least 1");
+    }
     let config = ServeConfig {
         listen: args.listen,
         admin_listen: args.admin_listen,
@@ -134,6 +141,7 @@ pub async fn run(args: ServeArgs) -> Result<u8> {
             keep_resident_bytes: args.pool_keep_resident.map(|b| b.0),
         },
         spare_idle: (!args.no_spares).then_some(args.spare_idle),
+        workers: args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         grace_period: args.grace_period,
         // Opened once, when configured: every request of every function shares it (for PKCS#11, one
         // logged-in session pool).

@@ -13,6 +13,7 @@ pub mod request;
 pub mod routing;
 pub mod spare;
 pub mod store;
+pub mod workers;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ use crate::function::OperatorLimits;
 use crate::metrics::Metrics;
 use crate::spare::Recycler;
 use crate::store::LocalStore;
+use crate::workers::ConnectionWorkers;
 
 /// Everything `serve` is configured with.
 #[derive(Debug, Clone)]
@@ -66,6 +68,8 @@ pub struct ServeConfig {
     /// How long a spare instance (made ahead of a function's next request) waits for one before it
     /// is torn down; `None` makes no spares.
     pub spare_idle: Option<Duration>,
+    /// Runtimes serving client connections, each with one thread (one per core is best).
+    pub workers: usize,
     /// How long in-flight requests may take to finish at shutdown.
     pub grace_period: Duration,
     /// The keystore shared by every request of every function granted keys (one session pool).
@@ -96,6 +100,9 @@ pub enum ServeError {
     /// The data directory could not be opened.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// The connection runtimes could not be started.
+    #[error("cannot start the connection threads: {0}")]
+    Workers(std::io::Error),
     /// The recycler thread could not be started.
     #[error("cannot start the recycler thread: {0}")]
     Recycler(std::io::Error),
@@ -181,6 +188,7 @@ pub async fn serve(
     let connections = Arc::new(AtomicUsize::new(0));
     let recycler = Recycler::start(slots.clone(), config.spare_idle, metrics.spares.clone(), connections.clone()).map_err(ServeError::Recycler)?;
     let shared = Arc::new(ServerShared { deployments: deployments.clone(), metrics: metrics.clone(), runtime, slots, recycler });
+    let workers = ConnectionWorkers::start(config.workers).map_err(ServeError::Workers)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let admin_task = admin.map(|listener| {
         let state = admin::AdminState {
@@ -210,20 +218,34 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let stream = match stream.into_std() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!("cannot hand a connection to a worker: {e}");
+                        continue;
+                    }
+                };
                 let shared = shared.clone();
-                let service = hyper::service::service_fn(move |req| {
-                    let shared = shared.clone();
-                    async move { Ok::<_, Infallible>(request::handle(shared, req).await) }
-                });
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(30))
-                    .serve_connection(TokioIo::new(stream), service);
-                let watched = graceful.watch(connection);
+                let watcher = graceful.watcher();
                 let open = OpenConnection::new(&connections);
-                tokio::spawn(async move {
+                workers.spawn(move || async move {
                     let _open = open;
-                    if let Err(e) = watched.await {
+                    let stream = match tokio::net::TcpStream::from_std(stream) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!("cannot register a connection: {e}");
+                            return;
+                        }
+                    };
+                    let service = hyper::service::service_fn(move |req| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, Infallible>(request::handle(shared, req).await) }
+                    });
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(30))
+                        .serve_connection(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(connection).await {
                         tracing::debug!("connection ended: {e}");
                     }
                 });
@@ -241,6 +263,7 @@ pub async fn serve(
     if let Some(task) = admin_task {
         let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
     }
+    drop(workers);
     shared.recycler.stop();
     Ok(())
 }
