@@ -82,9 +82,13 @@ fn random_id() -> String {
     DRAWN.with_borrow_mut(|(bytes, used)| {
         if *used == bytes.len() {
             if getrandom::fill(bytes).is_err() {
-                // No OS randomness: still a well-formed id (all zeroes is not one).
-                bytes.fill(0);
-                bytes.iter_mut().step_by(16).for_each(|b| *b = 1);
+                // No OS randomness: ids that are at least distinct (and never all zeroes).
+                static FALLBACK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+                for id in bytes.chunks_exact_mut(16) {
+                    let n = FALLBACK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    id[..8].fill(0);
+                    id[8..].copy_from_slice(&n.to_be_bytes());
+                }
             }
             *used = 0;
         }

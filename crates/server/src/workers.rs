@@ -2,12 +2,12 @@
 //! accepted connection handed to the one with the fewest open connections.
 //!
 //! A connection, the guest tasks its requests spawn and the stores they use then stay on one
-//! thread. On one runtime with a worker per core, a request's tasks moved between cores when the
-//! other worker stole them, and every task it spawned could wake the other worker: at 16
-//! connections to `hello-http` that cost about a third of the server's CPU per request. Each runtime
-//! is still Tokio's multi-thread kind (with one worker), so that a blocking call such as a forward
-//! pass of inference can hand the worker's other connections to another thread
-//! (`block_in_place`).
+//! thread. On one runtime with a worker per core, a request's tasks could be stolen by the other
+//! worker, and every task a request spawned could wake it: at 16 connections to `hello-http`, two
+//! runs in five fell into a mode where the workers kept waking each other, at half the throughput
+//! (docs/benchmarks.md). Each runtime is still Tokio's multi-thread kind (with one worker), so that
+//! a blocking call such as a forward pass of inference can hand the worker's other connections to
+//! another thread (`block_in_place`).
 
 use std::future::Future;
 use std::sync::Arc;
