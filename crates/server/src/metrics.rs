@@ -1,5 +1,6 @@
 //! Prometheus metrics, served in text format on the admin listener.
 
+use std::sync::OnceLock;
 use std::sync::atomic::AtomicI64;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -111,6 +112,20 @@ pub struct FunctionMetrics {
     pub traps: Counter,
     /// Timeouts.
     pub timeouts: Counter,
+    /// Its `200` responses (the status almost every request ends with), looked up at the first.
+    ok: OnceLock<Counter>,
+}
+
+impl FunctionMetrics {
+    /// Counts one response of this version with `status` in `requests`.
+    pub fn count_response(&self, requests: &Family<RequestLabels, Counter>, status: u16) {
+        let labels = |status| RequestLabels { function: self.labels.function.clone(), version: self.labels.version.clone(), status };
+        if status == 200 {
+            self.ok.get_or_init(|| requests.get_or_create(&labels(200)).clone()).inc();
+        } else {
+            requests.get_or_create(&labels(status)).inc();
+        }
+    }
 }
 
 impl Metrics {
@@ -122,6 +137,7 @@ impl Metrics {
             instantiation: self.instantiation.get_or_create(&labels).clone(),
             traps: self.traps.get_or_create(&labels).clone(),
             timeouts: self.timeouts.get_or_create(&labels).clone(),
+            ok: OnceLock::new(),
             labels,
         }
     }

@@ -29,7 +29,7 @@ use wasmzip_runtime::limits::{GuestLimiter, GuestLimits, MAX_RESOURCE_HANDLES};
 use crate::ServerShared;
 use crate::function::{LoadedFunction, RequestState};
 use crate::guest_log::{GuestLog, LogTag};
-use crate::metrics::{DenialLabels, FunctionMetrics, RequestLabels};
+use crate::metrics::DenialLabels;
 use crate::outbound::OutboundHooks;
 use crate::spare::adopt;
 
@@ -135,13 +135,8 @@ pub async fn handle(shared: Arc<ServerShared>, req: Request<Incoming>) -> Respon
     };
     let response = serve(&shared, &function, req, &id, prefix, remainder).await;
     let status = response.status().as_u16();
-    let labels = &function.metrics.labels;
     function.metrics.latency.observe(started.elapsed().as_secs_f64());
-    shared
-        .metrics
-        .requests
-        .get_or_create(&RequestLabels { function: labels.function.clone(), version: labels.version.clone(), status })
-        .inc();
+    function.metrics.count_response(&shared.metrics.requests, status);
     tracing::debug!(function = %function.name, version = %function.version, request_id = %id, status, path = %path, "request");
     response
 }
@@ -272,7 +267,7 @@ async fn serve(
         Err(e) => return host_response(StatusCode::BAD_REQUEST, id, &format!("malformed request: {e}")),
     };
 
-    let fm = function.metrics.clone();
+    let fm = &function.metrics;
     let labels = &fm.labels;
     let deadline = tokio::time::Instant::now() + limits.timeout;
     let given_up = abandoned.clone();
@@ -328,7 +323,7 @@ async fn serve(
             // The guest goes on writing the body after the head is sent; what becomes of it is
             // reported when its task ends.
             give_up.armed = false;
-            tokio::spawn(report_after_head(guest, fm.clone(), id.to_string(), limits.memory_bytes));
+            tokio::spawn(report_after_head(guest, function.clone(), id.to_string(), limits.memory_bytes));
             let body = CappedBody {
                 inner: body.map_err(|e| BoxError::from(format!("{e:?}"))).boxed_unsync(),
                 remaining: limits.response_body,
@@ -384,7 +379,8 @@ fn admit(shared: &ServerShared) -> Option<tokio::sync::OwnedSemaphorePermit> {
 type GuestOutcome = Option<(wasmtime::Result<()>, bool)>;
 
 /// Logs and counts a trap or timeout that happens after the response head was sent.
-async fn report_after_head(guest: tokio::task::JoinHandle<GuestOutcome>, fm: FunctionMetrics, id: String, memory: u64) {
+async fn report_after_head(guest: tokio::task::JoinHandle<GuestOutcome>, function: Arc<LoadedFunction>, id: String, memory: u64) {
+    let fm = &function.metrics;
     let labels = &fm.labels;
     match guest.await {
         Ok(Some((Err(e), memory_refused))) => {
