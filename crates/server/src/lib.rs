@@ -19,7 +19,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -34,7 +34,7 @@ use crate::function::OperatorLimits;
 use crate::metrics::Metrics;
 use crate::spare::Recycler;
 use crate::store::LocalStore;
-use crate::workers::ConnectionWorkers;
+use crate::workers::{ConnectionWorkers, Counted};
 
 /// Everything `serve` is configured with.
 #[derive(Debug, Clone)]
@@ -120,22 +120,6 @@ pub struct ServerShared {
     pub slots: Arc<Semaphore>,
     /// Makes spare instances and tears down finished stores.
     pub recycler: Recycler,
-}
-
-/// Counts a client connection while it is open.
-struct OpenConnection(Arc<AtomicUsize>);
-
-impl OpenConnection {
-    fn new(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        OpenConnection(count.clone())
-    }
-}
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// Addresses the server actually listens on (useful with port 0).
@@ -227,7 +211,7 @@ pub async fn serve(
                 };
                 let shared = shared.clone();
                 let watcher = graceful.watcher();
-                let open = OpenConnection::new(&connections);
+                let open = Counted::new(&connections);
                 workers.spawn(move || async move {
                     let _open = open;
                     let stream = match tokio::net::TcpStream::from_std(stream) {

@@ -26,10 +26,18 @@ pub struct ConnectionWorkers {
     workers: Vec<Worker>,
 }
 
-/// Counts a connection on its worker while it is open.
-struct Assigned(Arc<AtomicUsize>);
+/// Counts one in a counter of open connections while it lives.
+pub(crate) struct Counted(Arc<AtomicUsize>);
 
-impl Drop for Assigned {
+impl Counted {
+    /// Adds one to `counter` until dropped.
+    pub(crate) fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Counted(counter.clone())
+    }
+}
+
+impl Drop for Counted {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -59,8 +67,7 @@ impl ConnectionWorkers {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let worker = self.workers.iter().min_by_key(|w| w.open.load(Ordering::Relaxed)).expect("at least one worker");
-        worker.open.fetch_add(1, Ordering::Relaxed);
-        let assigned = Assigned(worker.open.clone());
+        let assigned = Counted::new(&worker.open);
         worker.runtime.spawn(async move {
             let _assigned = assigned;
             connection().await;
