@@ -11,8 +11,9 @@
 #        then copy OUT_DIR.tar.gz to the GPU host, `tar xzf` it and run `bash DIR/gpu.sh` there.
 #
 # The GPU host needs the NVIDIA driver and the CUDA 13 runtime, NVRTC, cuBLAS and cuDNN 9 libraries
-# (tract-cuda's run-time dependencies; gpu.sh lists which it finds). They are not bundled: together
-# they are several hundred MiB.
+# (tract-cuda's run-time dependencies; gpu.sh lists which it finds), and the CUDA 13 toolkit's headers
+# for the first GPU load, which compiles tract-cuda's kernels (about 90 s, then cached). They are not
+# bundled: together they are several hundred MiB.
 #
 # Environment: BUILD=0 uses what is built; TAR=0 skips the archive.
 # The dist profile builds into target/dist (a full build with a slow link: ~40 min on 2 cores);
@@ -99,7 +100,8 @@ wasmzip GPU check bundle (made by bench/gpu-bundle.sh). On the NVIDIA host:
 
 Runs the orientation classifier with --nn-target cpu and --nn-target gpu (100 inferences per image),
 checks that the labels agree and prints both latencies. Needs the NVIDIA driver and the CUDA 13
-runtime, NVRTC, cuBLAS and cuDNN 9 libraries (gpu.sh lists the ones it finds). Downloads nothing.
+runtime, NVRTC, cuBLAS and cuDNN 9 libraries, and the CUDA 13 toolkit's headers for the first GPU
+load (it compiles kernels for about 90 s, once per host). gpu.sh lists what it finds. Downloads nothing.
 EOF
 
 BYTES=$(du -sb "$OUT" | cut -f1)

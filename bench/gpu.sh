@@ -9,8 +9,14 @@
 # Runs `wasmzip run PKG --nn-target cpu -- --repeat REPEAT IMAGES...`, then the same with
 # `--nn-target gpu` (which fails, never falls back, when no GPU is usable); checks that both give the
 # same label for every image (and the expected one, when a labels.json sits next to the images);
-# prints each image's p50 / min / first inference time on both targets and the largest score
-# difference. Exit status: 0 when the GPU run worked and the labels agree, 1 otherwise.
+# prints each image's p50 / min / first inference time on both targets, the largest score
+# difference, and how long each target took to load the model. Exit status: 0 when the GPU run worked
+# and the labels agree, 1 otherwise.
+#
+# The first GPU load on a host compiles tract-cuda's kernels with NVRTC, which needs the CUDA 13
+# toolkit's headers (`cuda_fp16.h` and CCCL; found under $CUDA_HOME or /usr/local/cuda), and caches
+# them under $XDG_CACHE_HOME/tract (else ~/.cache/tract): about 90 s on an H100 host, then under a
+# second for every later load. gpu.sh says whether that cache was there.
 #
 # Environment:
 #   WASMZIP   the wasmzip binary (--features cuda)     (default: ./wasmzip next to this script)
@@ -19,7 +25,7 @@
 #   IMAGES    PNG / JPEG files                         (default: ./images/*.png ./images/*.jpg next to it)
 #   REPEAT    inferences per image and target          (default 100)
 #   TIMEOUT_S limit per wasmzip run, seconds           (default 300)
-#   WASMZIP_LOG  wasmzip's log filter                   (default warn; `info` shows model loading)
+#   WASMZIP_LOG  wasmzip's log filter                   (default warn,wasmzip::nn=info: model loading)
 set -uo pipefail
 export LC_ALL=C
 
@@ -28,7 +34,7 @@ WASMZIP=${WASMZIP:-$HERE/wasmzip}
 PKG=${PKG:-$HERE/orientation-cli.wasmzip}
 REPEAT=${REPEAT:-100}
 TIMEOUT_S=${TIMEOUT_S:-300}
-export WASMZIP_LOG=${WASMZIP_LOG:-warn}
+export WASMZIP_LOG=${WASMZIP_LOG:-warn,wasmzip::nn=info}
 if [[ -z ${TRUST+x} ]]; then
     TRUST=""
     [[ -f $HERE/dev.pub ]] && TRUST=$HERE/dev.pub
@@ -75,6 +81,20 @@ for lib in libcuda.so.1 libcudart.so.13 libnvrtc.so.13 libcublas.so.13 libcublas
     fi
     log "$(printf '%-18s %s' "$lib" "${where:-NOT FOUND (set LD_LIBRARY_PATH if it is installed elsewhere)}")"
 done
+# NVRTC compiles tract-cuda's kernels against the toolkit's headers on the first GPU load.
+headers=""
+for d in ${CUDA_HOME:-} ${CUDA_PATH:-} /usr/local/cuda; do
+    for inc in "$d/include" "$d"/targets/*/include; do
+        [[ -f $inc/cuda_fp16.h ]] && { headers=$inc; break 2; }
+    done
+done
+log "$(printf '%-18s %s' "cuda_fp16.h" "${headers:-NOT FOUND (the first GPU load needs the CUDA 13 toolkit headers; set CUDA_HOME)}")"
+CUBINS="${XDG_CACHE_HOME:-${HOME:-.}/.cache}/tract"
+if [[ -d $CUBINS ]]; then
+    log "tract-cuda kernel cache: $CUBINS (present: the GPU load should take about a second)"
+else
+    log "tract-cuda kernel cache: $CUBINS (absent: the GPU load compiles the kernels first, about 90 s on an H100 host)"
+fi
 
 # ----------------------------------------------------------------------------------------------------
 # Runs.
@@ -93,9 +113,12 @@ run() {
     return $rc
 }
 field() { sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
+# load_time TARGET: how long that run took to load the model, from wasmzip's `wasmzip::nn` log line.
+load_time() { sed -e 's/\x1b\[[0-9;]*m//g' "$TMP/$1.err" | sed -n 's/.*loaded model `[^`]*` in \([^ ]*\).*/\1/p' | head -1; }
 
 run cpu; CPU_RC=$?
 run gpu; GPU_RC=$?
+CPU_LOAD=$(load_time cpu); GPU_LOAD=$(load_time gpu)
 ((CPU_RC == 0)) || die "the CPU run failed (status $CPU_RC): see above"
 ((GPU_RC == 0)) || die "the GPU run failed (status $GPU_RC): see above"
 
@@ -124,6 +147,7 @@ for f in "${GUEST_FILES[@]}"; do
         "$(field min_us "$c")" "$(field min_us "$g")" "$(field inference_us "$c")" "$(field inference_us "$g")" "$diff"
 done
 echo
+echo "model load (parse, optimise, plan; on the GPU also compile or read the kernels): cpu ${CPU_LOAD:-?}, gpu ${GPU_LOAD:-?}"
 if ((OK)); then
     echo "labels agree on every image: yes"
 else

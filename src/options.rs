@@ -1,5 +1,6 @@
 //! Option groups shared by several commands, and the paths and logging they set up.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,10 +25,12 @@ pub enum LogFormat {
 }
 
 /// Sets up `tracing` on stderr; `WASMZIP_LOG` takes a filter such as `info` or `wasmzip=debug`, else
-/// `default` applies.
+/// `default` applies. Text lines are coloured only when stderr is a terminal (and `NO_COLOR` is unset),
+/// so log files and pipes get plain text.
 pub fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WASMZIP_LOG").unwrap_or_else(|_| default.into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     match format {
         LogFormat::Text => builder.without_time().init(),
         LogFormat::Json => builder.json().init(),

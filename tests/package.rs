@@ -226,7 +226,10 @@ fn trust_rules() {
     // Unsigned packages run only when allowed, with a warning.
     let unsigned = ws.package("plain", "hello", &[], "", &[], false);
     ws.run_pkg(&unsigned, &[]).expect_code(REFUSED).stderr_has(&["not signed"]);
-    ws.run_pkg(&unsigned, &["--allow-unsigned"]).expect_code(0).stderr_has(&["unsigned"]).stdout_has(&["Hello, world!"]);
+    let warned = ws.run_pkg(&unsigned, &["--allow-unsigned"]);
+    warned.expect_code(0).stderr_has(&["unsigned"]).stdout_has(&["Hello, world!"]);
+    // stderr is a pipe here: the log line is plain text, without terminal colour codes.
+    assert!(!warned.stderr.contains('\x1b'), "colour codes in piped log output: {:?}", warned.stderr);
 }
 
 #[test]
