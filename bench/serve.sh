@@ -16,7 +16,12 @@
 #      minor page faults per request over the 16-connection run (/proc/PID/stat, all threads).
 #   b. hello-http: `wasmzip serve` (hello-http package) against bench/servers/native-hello, requests/s
 #      at 16 connections; then the mean instantiation time per request from wasmzip's /metrics. For
-#      reference (no goal), the same hello_http.wasm under `wasmtime serve`.
+#      reference (no goal), the same hello_http.wasm under `wasmtime serve`, and the ceiling that a
+#      fresh Wasmtime instance per request sets: the CPU time Wasmtime alone spends per request
+#      (crates/server/examples/fresh_instance_cost.rs: new store, instantiate, handle, drop, on one
+#      thread, no sockets), F, against the host's CPU time per native request, T = CPUs / native
+#      req/s. Even if wasmzip's own request path cost nothing, hello-http could reach at most
+#      T / (T + F) of native here (the load generator and the HTTP work cost what they cost natively).
 #   c. Deploy latency: time from `wasmzip deploy` returning to the first 200 from the new function's
 #      route (curl in a tight loop); median of DEPLOY_REPS deploys of differently named functions.
 #   d. Idle RSS: VmRSS of a fresh `wasmzip serve` with 0 functions, then with RSS_FUNCS small functions
@@ -57,6 +62,7 @@ WASMTIME_VERSION=48.0.8
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WASMZIP="$ROOT/target/release/wasmzip"
+INSTANCE_COST="$ROOT/target/release/examples/fresh_instance_cost"
 GUESTS="$ROOT/guests/target/wasm32-wasip2/release"
 NATIVE_HELLO="$ROOT/bench/servers/native-hello/target/release/native-hello"
 NODE_SERVER="$ROOT/bench/servers/json-transform.js"
@@ -108,6 +114,8 @@ if ((BUILD)); then
     log "building native-hello (release)"
     cargo build --release --quiet --manifest-path "$ROOT/bench/servers/native-hello/Cargo.toml" \
         || die "native-hello build failed"
+    log "building fresh_instance_cost (release)"
+    (cd "$ROOT" && cargo build --release --quiet -p wasmzip-server --example fresh_instance_cost) || die "fresh_instance_cost build failed"
 fi
 [[ -x $WASMZIP ]] || die "missing $WASMZIP"
 [[ -x $NATIVE_HELLO ]] || die "missing $NATIVE_HELLO"
@@ -620,6 +628,17 @@ if [[ $INST_CNT != 0 ]]; then
 else
     echo "wasmzip mean instantiation per request: no samples in /metrics"
     PROBLEMS+=("/metrics had no wasmzip_instantiation_duration_seconds samples after the hello-http run")
+fi
+if [[ -x $INSTANCE_COST ]]; then
+    # Three runs of 20,000 requests; the median of their CPU time per request.
+    FLOOR_US=$(for i in 1 2 3; do "$INSTANCE_COST" "$GUESTS/hello_http.wasm" 20000 | sed -n 's/.* cpu_us=\([0-9.]*\).*/\1/p'; done | sort -n | sed -n 2p)
+    CPUS=$(nproc)
+    HOST_US=$(calc "$CPUS * 1e6 / $NH_RPS" %.2f)
+    CEILING=$(calc "$HOST_US / ($HOST_US + $FLOOR_US)" %.2f)
+    echo "fresh Wasmtime instance per request, Wasmtime alone: $FLOOR_US µs CPU (hello-http); host CPU per native request: $HOST_US µs ($CPUS CPUs); ceiling for wasmzip/native req/s here: $CEILING"
+    row "(reference) hello-http: Wasmtime's own CPU per fresh instance (fresh_instance_cost)" "$FLOOR_US µs" "host CPU per native request $HOST_US µs" "ceiling $CEILING" "—" "—"
+else
+    PROBLEMS+=("missing $INSTANCE_COST: the fresh-instance ceiling was not measured (BUILD=1 builds it)")
 fi
 
 # ----------------------------------------------------------------------------------------------------
