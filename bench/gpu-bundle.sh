@@ -114,8 +114,8 @@ wasmzip GPU check bundle (made by bench/gpu-bundle.sh). On the NVIDIA host:
     bash gpu.sh
 
 Runs the orientation classifier with --nn-target cpu and --nn-target gpu, through `wasmzip run`
-(100 inferences per image) and `wasmzip serve` (30 requests per image), checks that the labels agree
-and prints both latencies. Needs the NVIDIA driver and the CUDA 13
+(100 inferences per image) and `wasmzip serve` (30 requests per image one at a time, then 160 at 16
+at a time), checks that the labels agree and prints both latencies and the requests per second. Needs the NVIDIA driver and the CUDA 13
 runtime, NVRTC, cuBLAS and cuDNN 9 libraries, and the CUDA 13 toolkit's headers for the first GPU
 load (it compiles kernels for about 90 s, once per host). gpu.sh lists what it finds. Downloads nothing.
 EOF

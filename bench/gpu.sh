@@ -13,7 +13,8 @@
 # 2. HTTP, when PKG also has an `http` component (orientation, route /classify): `wasmzip serve PKG`
 #    on 127.0.0.1 with `--nn-target cpu`, then `gpu`; POSTs each image HTTP_REPEAT times in sequence
 #    with curl and prints each image's label and p50 of the guest's inference time and of curl's
-#    whole request on both targets.
+#    whole request on both targets; then POSTs the first image PARALLEL_N times, 16 at a time (curl
+#    --parallel), and prints how many answered 200 with which label, and the requests per second.
 # Every label must agree between the targets (and with the expected one, when a labels.json sits next
 # to the images). Exit status: 0 when the GPU runs worked and the labels agree, 1 otherwise.
 #
@@ -30,6 +31,7 @@
 #   IMAGES    PNG / JPEG files                         (default: ./images/*.png ./images/*.jpg next to it)
 #   REPEAT    inferences per image and target, CLI     (default 100)
 #   HTTP_REPEAT  requests per image and target, HTTP   (default 30; 0 skips step 2)
+#   PARALLEL_N   requests 16 at a time per target      (default 160; 0 skips them)
 #   GPU_TARGET   the target compared with cpu          (default gpu; `auto` runs the whole script
 #                                                      on a host without a GPU, to try it out)
 #   TIMEOUT_S limit per wasmzip run, seconds           (default 300)
@@ -42,6 +44,7 @@ WASMZIP=${WASMZIP:-$HERE/wasmzip}
 PKG=${PKG:-$HERE/orientation.wasmzip}
 REPEAT=${REPEAT:-100}
 HTTP_REPEAT=${HTTP_REPEAT:-30}
+PARALLEL_N=${PARALLEL_N:-160}
 GPU_TARGET=${GPU_TARGET:-gpu}
 TIMEOUT_S=${TIMEOUT_S:-300}
 export WASMZIP_LOG=${WASMZIP_LOG:-warn,wasmzip::nn=info}
@@ -61,6 +64,7 @@ die() { printf '[gpu] error: %s\n' "$*" >&2; exit 1; }
 [[ -n $IMAGES ]] || die "no images: set IMAGES=\"a.png b.jpg\""
 [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "REPEAT must be a whole number >= 1"
 [[ $HTTP_REPEAT =~ ^[0-9]+$ ]] || die "HTTP_REPEAT must be a whole number"
+[[ $PARALLEL_N =~ ^[0-9]+$ ]] || die "PARALLEL_N must be a whole number"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/wasmzip-gpu.XXXXXX") || die "cannot make a temporary directory"
 trap 'rm -rf "$TMP"' EXIT
@@ -192,6 +196,17 @@ serve_run() {
         curl -s --max-time "$TIMEOUT_S" --data-binary @"$TMP/data/$name" -w '\t%{http_code}\t%{time_total}\n' "${urls[@]}" \
             >"$TMP/http-$t-$name.txt" || rc=1
     done
+    if ((PARALLEL_N > 0)); then
+        local first t0_ns
+        first=$(basename "${GUEST_FILES[0]}")
+        mkdir -p "$TMP/par-$t"
+        awk -v n="$PARALLEL_N" -v u="$addr/classify" -v d="$TMP/par-$t" \
+            'BEGIN { for (i = 0; i < n; i++) printf "url = \"%s\"\noutput = \"%s/%d.json\"\n", u, d, i }' >"$TMP/par-$t.cfg"
+        t0_ns=$(date +%s%N)
+        curl -s --parallel --parallel-max 16 --max-time "$TIMEOUT_S" --data-binary @"$TMP/data/$first" -w '%{http_code}\n' \
+            -K "$TMP/par-$t.cfg" >"$TMP/par-$t.codes" || rc=1
+        echo $((($(date +%s%N) - t0_ns) / 1000)) >"$TMP/par-$t.us"
+    fi
     kill -TERM "$pid" 2>/dev/null
     wait "$pid" || { log "wasmzip serve ($t) did not exit cleanly:"; sed 's/^/[gpu]   /' "$logf" >&2; rc=1; }
     log "$t: served for $((SECONDS - t0)) s"
@@ -239,6 +254,28 @@ else
     done
     echo
     echo "model load in wasmzip serve: cpu $(serve_load_time cpu), gpu $(serve_load_time "$GPU_TARGET")"
+    if ((PARALLEL_N > 0)); then
+        first=$(basename "${GUEST_FILES[0]}")
+        exp="-"
+        [[ -n $LABELS_JSON ]] && exp=$(sed -n "s/.*\"$first\": *\"\\([0-9]*\\)\".*/\\1/p" "$LABELS_JSON")
+        echo
+        echo "== $PARALLEL_N POSTs of $first, 16 at a time (curl --parallel) =="
+        FMT="%-8s %-10s %-12s %-10s %s\n"
+        # shellcheck disable=SC2059
+        printf "$FMT" target answered_200 labels seconds requests_per_s
+        for t in cpu "$GPU_TARGET"; do
+            n200=$(grep -c '^200$' "$TMP/par-$t.codes" 2>/dev/null || true)
+            labels=$(grep -ho '"label":"[0-9]*"' "$TMP/par-$t"/*.json 2>/dev/null | tr -dc '0-9\n' | sort | uniq -c | awk '{ printf "%s%s:%s", (NR > 1 ? "," : ""), $2, $1 }')
+            us=$(cat "$TMP/par-$t.us" 2>/dev/null || echo 0)
+            # shellcheck disable=SC2059
+            printf "$FMT" "$t" "${n200:-0}/$PARALLEL_N" "${labels:--}" "$(awk -v u="$us" 'BEGIN { printf "%.2f", u / 1e6 }')" \
+                "$(awk -v u="$us" -v n="${n200:-0}" 'BEGIN { printf "%.1f", (u > 0 ? n / (u / 1e6) : 0) }')"
+            [[ ${n200:-0} == "$PARALLEL_N" ]] || { log "$t: only ${n200:-0} of $PARALLEL_N parallel requests answered 200"; OK=0; }
+            want=${exp:--}
+            [[ $want == "-" || -z $want ]] && want=$(sed -n 's/^\([0-9]*\):.*/\1/p' <<<"$labels")
+            [[ $labels == "$want:${n200:-0}" ]] || { log "$t: parallel requests gave labels $labels, not $want on every one"; OK=0; }
+        done
+    fi
     HTTP_DONE=1
 fi
 
