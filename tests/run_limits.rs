@@ -109,6 +109,7 @@ fn compile_cache_is_used_and_corrupt_entries_are_recompiled() {
     let go = || {
         let out = wasmzip()
             .env("WASMZIP_CACHE_DIR", cache.path())
+            .env("WASMZIP_LOG", "warn,wasmzip::cache=debug")
             .args(["run".as_ref(), guest.as_os_str()])
             .output()
             .unwrap();
@@ -116,11 +117,17 @@ fn compile_cache_is_used_and_corrupt_entries_are_recompiled() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("Hello, world!"));
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    go();
+    let first = go();
+    assert!(!first.contains("from the cache"), "{first}");
     let entries: Vec<_> = std::fs::read_dir(cache.path().join("compiled")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
     let entry = &entries[0];
     let original = std::fs::read(entry).unwrap();
+    // The second run maps the entry: the code starts the file (Wasmtime's ELF), the trailer ends it.
+    let second = go();
+    assert!(second.contains("compiled code from the cache"), "{second}");
+    assert_eq!(&original[..4], b"\x7fELF");
+    assert_eq!(&original[original.len() - 48..original.len() - 40], b"WZCACHE2");
 
     // Flip one byte of compiled code: the checksum catches it, the entry is discarded and rebuilt.
     let mut corrupt = original.clone();

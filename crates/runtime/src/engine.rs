@@ -183,18 +183,23 @@ impl Runtime {
             return Err(RuntimeError::Compile { what: what.to_string(), message: "not a WebAssembly component or module".into() });
         };
         if let Some(cache) = &self.cache
-            && let Some(payload) = cache.load(kind, digest)
+            && let Some(entry) = cache.load(kind, digest)
         {
-            // SAFETY: the payload was written by `store` below from Wasmtime's own serialisation for an
-            // engine with this compatibility hash, and its checksum was verified just now.
+            // SAFETY: the entry was written by `store` below from Wasmtime's own serialisation for an
+            // engine with this compatibility hash, and its checksum was verified just now. Entries are
+            // only ever replaced by renaming a new, complete file into place, never changed in place. Wasmtime maps it (the trailer after the code is
+            // ignored): pages it never touches, such as the guest's DWARF, stay out of memory.
             let loaded = unsafe {
                 match kind {
-                    ArtifactKind::Component => Component::deserialize(&self.engine, &payload).map(Program::Component),
-                    ArtifactKind::Module => Module::deserialize(&self.engine, &payload).map(Program::Module),
+                    ArtifactKind::Component => Component::deserialize_file(&self.engine, &entry.path).map(Program::Component),
+                    ArtifactKind::Module => Module::deserialize_file(&self.engine, &entry.path).map(Program::Module),
                 }
             };
             match loaded {
-                Ok(program) => return Ok((program, CacheOutcome::Hit)),
+                Ok(program) => {
+                    tracing::debug!(target: "wasmzip::cache", path = %entry.path.display(), "{what}: compiled code from the cache");
+                    return Ok((program, CacheOutcome::Hit));
+                }
                 Err(e) => {
                     tracing::warn!("recompiling {what}: cached code was rejected: {e}");
                     cache.remove(kind, digest);
@@ -216,11 +221,25 @@ impl Runtime {
         };
         if let (Some(cache), Some(serialized)) = (&self.cache, serialized) {
             match serialized {
-                Ok(bytes) => {
-                    if let Err(e) = cache.store(kind, digest, &bytes) {
-                        tracing::warn!(dir = %cache.dir().display(), "cannot write the compile cache: {e}");
+                Ok(bytes) => match cache.store(kind, digest, &bytes) {
+                    // The code just compiled lives in anonymous memory, all of it resident; the same code
+                    // mapped from the entry just written keeps what is never used (DWARF) out of memory.
+                    Ok(path) => {
+                        drop(bytes);
+                        // SAFETY: this process wrote the entry just now from Wasmtime's serialisation.
+                        let mapped = unsafe {
+                            match kind {
+                                ArtifactKind::Component => Component::deserialize_file(&self.engine, &path).map(Program::Component),
+                                ArtifactKind::Module => Module::deserialize_file(&self.engine, &path).map(Program::Module),
+                            }
+                        };
+                        match mapped {
+                            Ok(mapped) => return Ok((mapped, CacheOutcome::Compiled)),
+                            Err(e) => tracing::warn!(path = %path.display(), "cannot map the compile-cache entry just written: {e:#}"),
+                        }
                     }
-                }
+                    Err(e) => tracing::warn!(dir = %cache.dir().display(), "cannot write the compile cache: {e}"),
+                },
                 Err(e) => tracing::warn!("cannot serialise compiled {what}: {e}"),
             }
         }
@@ -276,6 +295,40 @@ mod tests {
                 let bump = instance.get_typed_func::<(), i32>(&mut store, "bump").unwrap();
                 assert_eq!(bump.call(&mut store, ()).unwrap(), 42, "keep {keep:?}, instance {round} saw an earlier one's writes");
             }
+        }
+    }
+
+    /// A cached entry is mapped from its file and runs: the trailer after the code does not bother
+    /// Wasmtime, for components and core modules alike.
+    #[test]
+    fn compiled_code_is_loaded_from_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(dir.path().to_path_buf()), pooling: None }).unwrap();
+        let component = wat::parse_str(
+            r#"(component
+                (core module $m (func (export "f") (result i32) i32.const 7))
+                (core instance $i (instantiate $m))
+                (func (export "f") (result u32) (canon lift (core func $i "f"))))"#,
+        )
+        .unwrap();
+        let module = wat::parse_str(r#"(module (func (export "f") (result i32) i32.const 7))"#).unwrap();
+        for (bytes, digest) in [(&component, "c1"), (&module, "m1")] {
+            assert_eq!(runtime.load_program(bytes, digest, "test").unwrap().1, CacheOutcome::Compiled);
+            let (program, outcome) = runtime.load_program(bytes, digest, "test").unwrap();
+            assert_eq!(outcome, CacheOutcome::Hit, "{digest}");
+            let mut store = Store::new(runtime.engine(), ());
+            store.set_epoch_deadline(1_000_000);
+            let seven = match program {
+                Program::Component(c) => {
+                    let instance = wasmtime::component::Linker::new(runtime.engine()).instantiate(&mut store, &c).unwrap();
+                    instance.get_typed_func::<(), (u32,)>(&mut store, "f").unwrap().call(&mut store, ()).unwrap().0
+                }
+                Program::Module(m) => {
+                    let instance = wasmtime::Instance::new(&mut store, &m, &[]).unwrap();
+                    instance.get_typed_func::<(), i32>(&mut store, "f").unwrap().call(&mut store, ()).unwrap() as u32
+                }
+            };
+            assert_eq!(seven, 7, "{digest}");
         }
     }
 
