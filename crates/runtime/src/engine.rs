@@ -187,14 +187,8 @@ impl Runtime {
         {
             // SAFETY: the entry was written by `store` below from Wasmtime's own serialisation for an
             // engine with this compatibility hash, and its checksum was verified just now. Entries are
-            // only ever replaced by renaming a new, complete file into place, never changed in place. Wasmtime maps it (the trailer after the code is
-            // ignored): pages it never touches, such as the guest's DWARF, stay out of memory.
-            let loaded = unsafe {
-                match kind {
-                    ArtifactKind::Component => Component::deserialize_file(&self.engine, &entry.path).map(Program::Component),
-                    ArtifactKind::Module => Module::deserialize_file(&self.engine, &entry.path).map(Program::Module),
-                }
-            };
+            // only ever replaced by renaming a new, complete file into place, never changed in place.
+            let loaded = unsafe { self.map_entry(kind, &entry.path) };
             match loaded {
                 Ok(program) => {
                     tracing::debug!(target: "wasmzip::cache", path = %entry.path.display(), "{what}: compiled code from the cache");
@@ -227,13 +221,7 @@ impl Runtime {
                     Ok(path) => {
                         drop(bytes);
                         // SAFETY: this process wrote the entry just now from Wasmtime's serialisation.
-                        let mapped = unsafe {
-                            match kind {
-                                ArtifactKind::Component => Component::deserialize_file(&self.engine, &path).map(Program::Component),
-                                ArtifactKind::Module => Module::deserialize_file(&self.engine, &path).map(Program::Module),
-                            }
-                        };
-                        match mapped {
+                        match unsafe { self.map_entry(kind, &path) } {
                             Ok(mapped) => return Ok((mapped, CacheOutcome::Compiled)),
                             Err(e) => tracing::warn!(path = %path.display(), "cannot map the compile-cache entry just written: {e:#}"),
                         }
@@ -244,6 +232,22 @@ impl Runtime {
             }
         }
         Ok((program, CacheOutcome::Compiled))
+    }
+
+    /// Maps a compile-cache entry: Wasmtime reads the code at its start (the trailer after it is
+    /// ignored) straight from the file, so pages it never touches, such as the guest's DWARF, stay
+    /// out of memory.
+    ///
+    /// # Safety
+    /// The file must hold Wasmtime's serialisation for this engine (see `Component::deserialize_file`).
+    unsafe fn map_entry(&self, kind: ArtifactKind, path: &std::path::Path) -> wasmtime::Result<Program> {
+        // SAFETY: passed on to the caller.
+        unsafe {
+            match kind {
+                ArtifactKind::Component => Component::deserialize_file(&self.engine, path).map(Program::Component),
+                ArtifactKind::Module => Module::deserialize_file(&self.engine, path).map(Program::Module),
+            }
+        }
     }
 }
 
