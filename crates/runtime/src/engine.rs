@@ -11,7 +11,7 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Engine, Module, Store, UpdateDeadline, WasmBacktraceDetails};
 
 use crate::RuntimeError;
-use crate::cache::{ArtifactKind, CompileCache};
+use crate::cache::{ArtifactKind, CheckedEntry, CompileCache};
 
 /// How often the engine's epoch advances. Running guests yield to the async executor at each tick, so
 /// this bounds how late a timeout can fire.
@@ -188,7 +188,7 @@ impl Runtime {
             // SAFETY: the entry was written by `store` below from Wasmtime's own serialisation for an
             // engine with this compatibility hash, and its checksum was verified just now. Entries are
             // only ever replaced by renaming a new, complete file into place, never changed in place.
-            let loaded = unsafe { self.map_entry(kind, &entry.path) };
+            let loaded = unsafe { self.load_entry(kind, &entry) };
             match loaded {
                 Ok(program) => {
                     tracing::debug!(target: "wasmzip::cache", path = %entry.path.display(), "{what}: compiled code from the cache");
@@ -223,7 +223,8 @@ impl Runtime {
                         // SAFETY: this process wrote the entry just now from Wasmtime's serialisation.
                         match unsafe { self.map_entry(kind, &path) } {
                             Ok(mapped) => return Ok((mapped, CacheOutcome::Compiled)),
-                            Err(e) => tracing::warn!(path = %path.display(), "cannot map the compile-cache entry just written: {e:#}"),
+                            // Say, a cache directory mounted `noexec`: the compiled code in memory serves.
+                            Err(e) => tracing::debug!(target: "wasmzip::cache", path = %path.display(), "cannot map the entry just written: {e:#}"),
                         }
                     }
                     Err(e) => tracing::warn!(dir = %cache.dir().display(), "cannot write the compile cache: {e}"),
@@ -232,6 +233,30 @@ impl Runtime {
             }
         }
         Ok((program, CacheOutcome::Compiled))
+    }
+
+    /// Loads a checked compile-cache entry: mapped where the file system allows (see
+    /// [`map_entry`](Self::map_entry)), else (a directory mounted `noexec` cannot map code
+    /// executable) read into memory.
+    ///
+    /// # Safety
+    /// As for [`map_entry`](Self::map_entry).
+    unsafe fn load_entry(&self, kind: ArtifactKind, entry: &CheckedEntry) -> wasmtime::Result<Program> {
+        // SAFETY: passed on to the caller.
+        let mapped = match unsafe { self.map_entry(kind, &entry.path) } {
+            Ok(program) => return Ok(program),
+            Err(e) => e,
+        };
+        tracing::debug!(target: "wasmzip::cache", path = %entry.path.display(), "reading the entry instead of mapping it: {mapped:#}");
+        let mut code = std::fs::read(&entry.path)?;
+        code.truncate(usize::try_from(entry.code_len)?);
+        // SAFETY: passed on to the caller.
+        unsafe {
+            match kind {
+                ArtifactKind::Component => Component::deserialize(&self.engine, &code).map(Program::Component),
+                ArtifactKind::Module => Module::deserialize(&self.engine, &code).map(Program::Module),
+            }
+        }
     }
 
     /// Maps a compile-cache entry: Wasmtime reads the code at its start (the trailer after it is
@@ -320,20 +345,56 @@ mod tests {
             assert_eq!(runtime.load_program(bytes, digest, "test").unwrap().1, CacheOutcome::Compiled);
             let (program, outcome) = runtime.load_program(bytes, digest, "test").unwrap();
             assert_eq!(outcome, CacheOutcome::Hit, "{digest}");
-            let mut store = Store::new(runtime.engine(), ());
-            store.set_epoch_deadline(1_000_000);
-            let seven = match program {
-                Program::Component(c) => {
-                    let instance = wasmtime::component::Linker::new(runtime.engine()).instantiate(&mut store, &c).unwrap();
-                    instance.get_typed_func::<(), (u32,)>(&mut store, "f").unwrap().call(&mut store, ()).unwrap().0
-                }
-                Program::Module(m) => {
-                    let instance = wasmtime::Instance::new(&mut store, &m, &[]).unwrap();
-                    instance.get_typed_func::<(), i32>(&mut store, "f").unwrap().call(&mut store, ()).unwrap() as u32
-                }
-            };
-            assert_eq!(seven, 7, "{digest}");
+            assert_eq!(call_f(&runtime, program), 7, "{digest}");
         }
+    }
+
+    /// Calls the export `f` of a test program.
+    fn call_f(runtime: &Runtime, program: Program) -> u32 {
+        let mut store = Store::new(runtime.engine(), ());
+        store.set_epoch_deadline(1_000_000);
+        match program {
+            Program::Component(c) => {
+                let instance = wasmtime::component::Linker::new(runtime.engine()).instantiate(&mut store, &c).unwrap();
+                instance.get_typed_func::<(), (u32,)>(&mut store, "f").unwrap().call(&mut store, ()).unwrap().0
+            }
+            Program::Module(m) => {
+                let instance = wasmtime::Instance::new(&mut store, &m, &[]).unwrap();
+                instance.get_typed_func::<(), i32>(&mut store, "f").unwrap().call(&mut store, ()).unwrap() as u32
+            }
+        }
+    }
+
+    /// Where the cache directory cannot map code executable (mounted `noexec`), an entry is read into
+    /// memory instead: still a hit, never a recompile. It needs a tmpfs of its own, so it runs where
+    /// the test may mount one (as root, as CI does) and says it was skipped elsewhere.
+    #[test]
+    fn a_noexec_cache_directory_still_gives_hits() {
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "noexec,size=16m", "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a noexec tmpfs here");
+            return;
+        }
+        struct Unmount<'a>(&'a std::path::Path);
+        impl Drop for Unmount<'_> {
+            fn drop(&mut self) {
+                let _ = Command::new("umount").arg(self.0).status();
+            }
+        }
+        let _unmount = Unmount(dir.path());
+        let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(dir.path().join("cache")), pooling: None }).unwrap();
+        let module = wat::parse_str(r#"(module (func (export "f") (result i32) i32.const 7))"#).unwrap();
+        assert_eq!(runtime.load_program(&module, "m1", "test").unwrap().1, CacheOutcome::Compiled);
+        let (program, outcome) = runtime.load_program(&module, "m1", "test").unwrap();
+        assert_eq!(outcome, CacheOutcome::Hit);
+        assert_eq!(call_f(&runtime, program), 7);
     }
 
     /// A computing guest yields once per slice, and at every tick once its deadline has passed or its
