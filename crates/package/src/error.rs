@@ -67,6 +67,14 @@ pub enum PackageError {
         /// The key ids that signed, comma separated.
         key_ids: String,
     },
+    /// The package has no component of the kind asked for.
+    #[error("package {package} has no {wanted}")]
+    NoComponent {
+        /// The package name.
+        package: String,
+        /// What was looked for.
+        wanted: String,
+    },
     /// The package is unsigned and the policy requires a signature.
     #[error("the package is not signed; run it only if you accept that, with --allow-unsigned")]
     Unsigned,

@@ -9,6 +9,7 @@
 
 pub mod archive;
 pub mod capability;
+mod component;
 mod error;
 mod hashing;
 pub mod manifest;
@@ -17,6 +18,7 @@ pub mod signing;
 mod verify;
 
 pub use capability::{Capability, Resolution, TokenError, resolve};
+pub use component::{ComponentSource, PackagedModel, VerifiedComponent};
 pub use error::PackageError;
 pub use hashing::{sha256_file, sha256_hex};
 pub use manifest::{AuthorManifest, PackageManifest, World};

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use crate::archive::{ArchiveLimits, ArchiveReader};
 use crate::error::PackageError;
 use crate::hashing::{HashingWriter, sha256_hex};
-use crate::manifest::{MemberPin, Name, PackageManifest};
+use crate::component::{ComponentSource, PackagedModel, PackagedParts, VerifiedComponent};
+use crate::manifest::{MemberPin, Name, PackageManifest, World};
 use crate::signing::{CheckedEnvelope, KeyId, MAX_ENVELOPE_SIZE, PublicKey};
 use crate::{MANIFEST_MEMBER, MAX_COMPONENT_SIZE, MAX_MANIFEST_SIZE, SIGNATURE_MEMBER};
 
@@ -74,6 +75,58 @@ impl VerifiedPackage {
     /// The verified bytes of a component.
     pub fn component_bytes(&self, name: &Name) -> Option<Arc<[u8]>> {
         self.components.get(name).cloned()
+    }
+
+    /// The component `name`, verified, with what the runtime needs to plan it.
+    pub fn component(&self, name: &Name) -> Result<VerifiedComponent, PackageError> {
+        let entry = self.manifest.components.get(name).ok_or_else(|| PackageError::NoComponent {
+            package: self.manifest.name.to_string(),
+            wanted: format!("component `{name}`"),
+        })?;
+        // Verification read every component named by the manifest, and checked each one's pin.
+        let (Some(bytes), Some(pin)) = (self.components.get(name), self.manifest.members.iter().find(|p| p.name == entry.member)) else {
+            return Err(PackageError::member(&entry.member, "is named by manifest.json but was not verified"));
+        };
+        let models = self
+            .manifest
+            .models
+            .iter()
+            .filter_map(|(model, m)| {
+                let dir = self.resources_dir.as_ref()?;
+                let size = self.manifest.members.iter().find(|p| p.name == m.member)?.size;
+                Some(PackagedModel { name: model.clone(), path: dir.join(m.resource_path()), size, target: m.target })
+            })
+            .collect();
+        Ok(VerifiedComponent::from_package(PackagedParts {
+            source: ComponentSource::Package {
+                name: self.manifest.name.clone(),
+                version: self.manifest.version.clone(),
+                digest: self.digest.clone(),
+                signer: self.signer,
+            },
+            name: name.to_string(),
+            bytes: bytes.clone(),
+            digest: pin.sha256.clone(),
+            world: entry.world,
+            capabilities: entry.capabilities.clone(),
+            limits: entry.limits,
+            routes: entry.effective_routes(&self.manifest.name),
+            resources_dir: self.resources_dir.clone(),
+            models,
+        }))
+    }
+
+    /// The only component of `world`: what `run` (cli) and `serve` (http) pick when none is named.
+    pub fn only_component(&self, world: World) -> Result<VerifiedComponent, PackageError> {
+        let mut of_world = self.manifest.components.iter().filter(|(_, c)| c.world == world).map(|(n, _)| n);
+        match (of_world.next(), of_world.next()) {
+            (Some(name), None) => self.component(name),
+            (None, _) => Err(PackageError::NoComponent { package: self.manifest.name.to_string(), wanted: format!("single `{world}` component") }),
+            (Some(_), Some(_)) => Err(PackageError::NoComponent {
+                package: self.manifest.name.to_string(),
+                wanted: format!("single `{world}` component (it has several)"),
+            }),
+        }
     }
 
     /// The private directory holding the verified resources, when they were extracted (never for a
