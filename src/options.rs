@@ -236,6 +236,20 @@ impl KeystoreOptions {
         }
     }
 
+    /// The keystore as a planning resource: opened only for a component granted keys.
+    pub fn on_demand(&self) -> wasmzip_runtime::KeystoreSource {
+        match self.config() {
+            Ok(config) => wasmzip_runtime::KeystoreSource::OnDemand(Arc::new(move || {
+                wasmzip_keystore::open_keystore(&config, false).map_err(|e| format!("{e:#}"))
+            })),
+            // Unusable settings matter only to a component granted keys: say why then.
+            Err(e) => {
+                let why = format!("{e:#}");
+                wasmzip_runtime::KeystoreSource::OnDemand(Arc::new(move || Err(why.clone())))
+            }
+        }
+    }
+
     /// Opens the keystore; a software one is created when `create` is set.
     pub fn open(&self, create: bool) -> Result<Arc<dyn Keystore>> {
         let config = self.config()?;

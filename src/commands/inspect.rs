@@ -51,6 +51,7 @@ pub fn run(args: InspectArgs) -> Result<u8> {
                 "world": entry.world,
                 "capabilities": entry.capabilities,
                 "limits": entry.limits,
+                "wasi": world.wasi_versions().iter().map(|v| v.to_string()).collect::<Vec<_>>(),
                 "imports": world.imports,
                 "exports": world.exports,
                 "warnings": warnings,
@@ -100,7 +101,9 @@ pub fn run(args: InspectArgs) -> Result<u8> {
         }
     }
     for (name, entry, world, warnings) in &components {
-        println!("component {name} (world {}, {})", entry.world, entry.member);
+        let wasi: Vec<String> = world.wasi_versions().iter().map(|v| v.to_string()).collect();
+        let wasi = if wasi.is_empty() { "no wasi imports".to_string() } else { format!("wasi {}", wasi.join(" + ")) };
+        println!("component {name} (world {}, {}, {wasi})", entry.world, entry.member);
         let limits = [
             entry.limits.memory_bytes.map(|b| format!("memory {}", wasmzip_package::manifest::ByteSize(b))),
             entry.limits.timeout_ms.map(|t| format!("timeout {t}ms")),

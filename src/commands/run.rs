@@ -3,16 +3,12 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use wasmzip_package::manifest::{Name, World};
-use wasmzip_package::{ResourceSink, Signer, resolve};
-use wasmzip_runtime::capabilities::filesystem::unused_mounts;
-use wasmzip_runtime::capabilities::nn::{ModelSet, NnGrants, load_models};
-use wasmzip_runtime::{CapabilityPlan, CommandOutcome, CommandSpec, GuestLimits, Runtime, RuntimeConfig};
+use wasmzip_package::{ResourceSink, VerifiedComponent};
+use wasmzip_runtime::{CommandOutcome, HostResources, OperatorGrants, Runtime, RuntimeConfig, plan};
 
 use crate::exit;
 use crate::options::{CacheOptions, GrantOptions, KeystoreOptions, LimitOptions, NnOptions, TrustOptions};
@@ -63,22 +59,34 @@ fn sniff(path: &Path) -> Result<Input> {
 pub async fn run(args: RunArgs) -> Result<u8> {
     let cache_root = args.cache.root()?;
     let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(cache_root.join("compiled")), pooling: None })?;
-    let prepared = match sniff(&args.program)? {
-        Input::Package => prepare_package(&args, &cache_root)?,
-        Input::Wasm => prepare_wasm(&args)?,
+    let component = match sniff(&args.program)? {
+        Input::Package => package_component(&args, &cache_root)?,
+        Input::Wasm => {
+            if args.component.is_some() {
+                bail!("--component applies to packages only");
+            }
+            let bytes = std::fs::read(&args.program).with_context(|| format!("cannot read {}", args.program.display()))?;
+            VerifiedComponent::unpackaged(&args.program, bytes)
+        }
     };
-    for mount in unused_mounts(&prepared.effective, &args.grants.mount) {
-        eprintln!("wasmzip: warning: --mount {}={} is not used by any effective capability", mount.guest, mount.host.display());
+    let grants = OperatorGrants { tokens: args.grants.grant.clone(), grant_requested: args.grants.grant_requested };
+    let host = HostResources {
+        mounts: args.grants.mount.clone(),
+        env: args.grants.env.clone(),
+        keystore: args.keystore.on_demand(),
+        nn: args.nn.config()?,
+        max_model_bytes: args.nn.max_model_bytes(),
+        limits: args.limits.limits(),
+        memory_ceiling: None,
+    };
+    let planned = plan(&runtime, component, World::Cli, &grants, &host)?;
+    for warning in planned.warnings() {
+        eprintln!("wasmzip: warning: {warning}");
     }
-    let plan = CapabilityPlan::new(&prepared.effective, &args.grants.mount, &args.grants.env, prepared.resources_dir.as_deref())?;
-    // The keystore is opened only for a guest granted keys: others need no passphrase or PIN.
-    let keystore = if plan.crypto.is_empty() { None } else { Some(args.keystore.open(false)?) };
-    let (program, _) = runtime.load_program(&prepared.bytes, &prepared.digest, &prepared.what)?;
 
-    let mut argv = vec![prepared.argv0];
+    let mut argv = vec![planned.component().program_name()];
     argv.extend(args.args.iter().cloned());
-    let spec = CommandSpec { subject: prepared.subject, args: argv, plan, limits: prepared.limits, keystore, models: Arc::new(prepared.models) };
-    let finished = wasmzip_runtime::run_command(&runtime, &program, spec).await?;
+    let finished = wasmzip_runtime::run_command(&planned, &argv).await?;
     let code = report(finished.outcome);
     // A guest cut off at its deadline is still suspended; dropping it unwinds and symbolises its stack.
     // The process is about to exit, which frees it all the same, so the report is not delayed by that.
@@ -86,91 +94,14 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     Ok(code)
 }
 
-struct Prepared {
-    bytes: std::sync::Arc<[u8]>,
-    digest: String,
-    what: String,
-    subject: String,
-    argv0: String,
-    effective: Vec<wasmzip_package::Capability>,
-    limits: GuestLimits,
-    resources_dir: Option<PathBuf>,
-    models: ModelSet,
-}
-
-fn prepare_package(args: &RunArgs, cache_root: &Path) -> Result<Prepared> {
+/// Verifies the package and picks the component to run: the one named, or its only `cli` one.
+fn package_component(args: &RunArgs, cache_root: &Path) -> Result<VerifiedComponent> {
     let policy = args.trust.policy()?;
     let root = cache_root.join("packages");
     let package = wasmzip_package::verify_package(&args.program, &policy, ResourceSink::Extract { root: &root })?;
-    let manifest = package.manifest();
-    if package.signer() == Signer::Unsigned {
-        eprintln!("wasmzip: warning: running unsigned package {} {} (--allow-unsigned)", manifest.name, manifest.version);
-    }
-    let (name, entry) = match &args.component {
-        Some(n) => {
-            let name = Name::parse(n).map_err(anyhow::Error::msg)?;
-            let entry = manifest.components.get(&name).with_context(|| format!("package {} has no component `{n}`", manifest.name))?;
-            (name, entry)
-        }
-        None => {
-            let (n, e) = manifest
-                .default_component(World::Cli)
-                .with_context(|| format!("package {} has no single `cli` component; choose one with --component", manifest.name))?;
-            (n.clone(), e)
-        }
-    };
-    if entry.world != World::Cli {
-        bail!("component `{name}` targets world `{}`, which `wasmzip run` cannot run", entry.world);
-    }
-    let mut granted = args.grants.grant.clone();
-    if args.grants.grant_requested {
-        granted.extend(entry.capabilities.iter().cloned());
-    }
-    let resolution = resolve(&entry.capabilities, &granted);
-    if !resolution.uncovered.is_empty() {
-        let list: Vec<String> = resolution.uncovered.iter().map(|c| c.to_string()).collect();
-        eprintln!("wasmzip: warning: not granted, so the guest runs without: {}", list.join(", "));
-    }
-    let manifest_limits = GuestLimits {
-        memory_bytes: entry.limits.memory_bytes,
-        timeout: entry.limits.timeout_ms.map(Duration::from_millis),
-    };
-    // Only the models the guest is granted are loaded (once, before it starts).
-    let grants = NnGrants::from_capabilities(&resolution.effective);
-    let models = load_models(manifest, package.resources_dir(), &grants, &args.nn.config()?, args.nn.max_model_bytes())?;
-    let pin = manifest.members.iter().find(|p| p.name == entry.member).expect("verified manifests pin their components");
-    Ok(Prepared {
-        bytes: package.component_bytes(&name).expect("verified packages hold their components"),
-        digest: pin.sha256.clone(),
-        what: format!("component `{name}` of {} {}", manifest.name, manifest.version),
-        subject: format!("{}@{}", manifest.name, manifest.version),
-        argv0: name.to_string(),
-        effective: resolution.effective,
-        limits: manifest_limits.lowered_by(args.limits.limits()),
-        resources_dir: package.resources_dir().map(Path::to_path_buf),
-        models,
-    })
-}
-
-fn prepare_wasm(args: &RunArgs) -> Result<Prepared> {
-    if args.grants.grant_requested {
-        bail!("--grant-requested needs a package; a bare .wasm requests nothing, so grant with --grant");
-    }
-    if args.component.is_some() {
-        bail!("--component applies to packages only");
-    }
-    let bytes = std::fs::read(&args.program).with_context(|| format!("cannot read {}", args.program.display()))?;
-    let file_name = args.program.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "wasm".into());
-    Ok(Prepared {
-        digest: wasmzip_package::sha256_hex(&bytes),
-        bytes: bytes.into(),
-        what: args.program.display().to_string(),
-        subject: file_name.clone(),
-        argv0: file_name,
-        effective: args.grants.grant.clone(),
-        limits: args.limits.limits(),
-        resources_dir: None,
-        models: ModelSet::default(),
+    Ok(match &args.component {
+        Some(n) => package.component(&Name::parse(n).map_err(anyhow::Error::msg)?)?,
+        None => package.only_component(World::Cli).context("choose one with --component")?,
     })
 }
 

@@ -56,7 +56,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "256MiB", value_name = "SIZE", value_parser = |s: &str| ByteSize::parse(s))]
     pub pool_max_memory: ByteSize,
     /// Memory each pool slot keeps mapped between requests, reset in place instead of faulted in
-    /// again (default: 1MiB where Linux lists dirty pages with PAGEMAP_SCAN, 6.7 and later; else 0).
+    /// again (default: 4MiB).
     #[arg(long, value_name = "SIZE", value_parser = |s: &str| ByteSize::parse(s))]
     pub pool_keep_resident: Option<ByteSize>,
     /// How long a function's spare instance, made ahead of its next request so that request does

@@ -1,43 +1,19 @@
-//! Running a WASI command (`wasi:cli/run` of a component, or `_start` of a preview-1 module) once, with
-//! a capability plan and limits, and classifying how it ended.
+//! Running a planned WASI command once (`wasi:cli/run` of a 0.2 or 0.3 component, or `_start` of a
+//! preview-1 module) under its limits, and classifying how it ended.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Store, WasmBacktrace};
-use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::bindings::CommandPre;
-use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use crate::RuntimeError;
-use crate::audit::Auditor;
-use crate::capabilities::CapabilityPlan;
-use crate::capabilities::crypto::{self, CryptoCtx, CryptoHost, CryptoView};
-use crate::capabilities::nn::{self, ModelSet, NnCtx, NnView};
-use crate::capabilities::network::{NameLookupView, NetworkGuard, add_name_lookup_to_linker};
-use crate::engine::{Program, Runtime, schedule_guest};
-use crate::limits::{GuestLimiter, GuestLimits, MAX_RESOURCE_HANDLES};
-use wasmzip_keystore::Keystore;
-
-/// One run of a command.
-#[derive(Debug, Clone)]
-pub struct CommandSpec {
-    /// Who runs, for audit lines (`name@version`).
-    pub subject: String,
-    /// The arguments, starting with the program name.
-    pub args: Vec<String>,
-    /// What the guest may touch.
-    pub plan: CapabilityPlan,
-    /// Limits it runs under.
-    pub limits: GuestLimits,
-    /// The operator's keystore, when one is configured (needed when the plan grants keys).
-    pub keystore: Option<Arc<dyn Keystore>>,
-    /// The package's loaded models (those granted).
-    pub models: Arc<ModelSet>,
-}
+use crate::capabilities::http::DEFAULT_OUTBOUND_REQUESTS;
+use crate::engine::schedule_guest;
+use crate::instance::{InstanceScope, InstanceState};
+use crate::limits::{GuestLimiter, GuestLimits};
+use crate::plan::{Entrypoint, PlannedComponent};
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,103 +41,23 @@ pub enum CommandOutcome {
     },
 }
 
-struct ComponentState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limiter: GuestLimiter,
-    network: Arc<NetworkGuard>,
-    crypto: CryptoCtx,
-    nn: NnCtx,
-}
-
-impl NnView for ComponentState {
-    fn nn(&mut self) -> (&mut NnCtx, &mut ResourceTable) {
-        (&mut self.nn, &mut self.table)
-    }
-}
-
-impl CryptoView for ComponentState {
-    fn crypto(&mut self) -> CryptoHost<'_> {
-        CryptoHost { ctx: &self.crypto, table: &mut self.table }
-    }
-}
-
-impl WasiView for ComponentState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
-    }
-}
-
-impl NameLookupView for ComponentState {
-    fn table(&mut self) -> &mut ResourceTable {
-        &mut self.table
-    }
-
-    fn network_guard(&self) -> Arc<NetworkGuard> {
-        self.network.clone()
-    }
-}
-
-struct ModuleState {
-    wasi: WasiP1Ctx,
-    limiter: GuestLimiter,
-}
-
-/// Runs `program` as a command. Errors are refusals to start (missing imports, capability set-up);
-/// everything the guest does, traps included, is a [`CommandOutcome`].
-pub async fn run_command(runtime: &Runtime, program: &Program, spec: CommandSpec) -> Result<Finished, RuntimeError> {
-    let engine = runtime.engine();
-    let audit = Auditor::new(spec.subject.clone());
-    let guard = NetworkGuard::new(spec.plan.network.clone(), audit.clone());
-    let crypto_ctx = CryptoCtx::new(spec.plan.crypto.clone(), spec.keystore.clone(), audit.clone());
-    // A command is never abandoned: its time limit ends the process.
-    let nn_ctx = NnCtx::new(spec.models.clone(), spec.plan.nn.clone(), audit, &wasmzip_nn::Abandoned::new());
-    let mut builder = WasiCtxBuilder::new();
-    builder.inherit_stdio().args(&spec.args);
-    spec.plan.configure(&mut builder, &guard)?;
-    let limiter = GuestLimiter::new(&spec.limits);
-    let link_err = |e: wasmtime::Error| RuntimeError::Link(format!("{e:#}"));
-
+/// Runs a planned command with `args` (starting with the program name), its standard streams
+/// inherited from this process. Errors are refusals to start (capability set-up); everything the
+/// guest does, traps included, is a [`CommandOutcome`].
+pub async fn run_command(planned: &PlannedComponent, args: &[String]) -> Result<Finished, RuntimeError> {
+    let limits = planned.limits();
+    let outbound = planned.component().limits().outbound_requests.unwrap_or(DEFAULT_OUTBOUND_REQUESTS);
+    let scope = InstanceScope::run(outbound);
+    let stdio = |b: &mut WasiCtxBuilder| {
+        b.inherit_stdio().args(args);
+    };
     // The guest yields at the first tick past this, where `within` below gives up on it.
-    let deadline = spec.limits.timeout.and_then(|limit| Instant::now().checked_add(limit));
-    match program {
-        Program::Component(component) => {
-            let mut linker = Linker::<ComponentState>::new(engine);
-            wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_err)?;
-            add_name_lookup_to_linker(&mut linker).map_err(link_err)?;
-            crypto::add_to_linker(&mut linker).map_err(link_err)?;
-            nn::add_to_linker(&mut linker).map_err(link_err)?;
-            let pre = CommandPre::new(linker.instantiate_pre(component).map_err(link_err)?).map_err(link_err)?;
-
-            let mut table = ResourceTable::new();
-            table.set_max_capacity(MAX_RESOURCE_HANDLES);
-            let mut store = Store::new(engine, ComponentState { wasi: builder.build(), table, limiter, network: guard, crypto: crypto_ctx, nn: nn_ctx });
-            store.limiter(|s| &mut s.limiter);
+    let deadline = limits.timeout.and_then(|limit| Instant::now().checked_add(limit));
+    match planned.entry() {
+        Entrypoint::Preview1(pre) => {
+            let mut store = planned.new_module_store(&scope, stdio)?;
             schedule_guest(&mut store, deadline, || false);
-
-            let run = Box::pin(async move {
-                let result = async {
-                    let command = pre.instantiate_async(&mut store).await?;
-                    command.wasi_cli_run().call_run(&mut store).await
-                }
-                .await;
-                (result, store)
-            });
-            Ok(match within(spec.limits.timeout, run).await {
-                Err(abandoned) => timed_out(&spec.limits, abandoned),
-                Ok((Ok(Ok(())), _)) => CommandOutcome::Exited(0).into(),
-                Ok((Ok(Err(())), _)) => CommandOutcome::Exited(1).into(),
-                Ok((Err(e), store)) => classify(e, &store.data().limiter, &spec.limits).into(),
-            })
-        }
-        Program::Module(module) => {
-            let mut linker = wasmtime::Linker::<ModuleState>::new(engine);
-            wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s| &mut s.wasi).map_err(link_err)?;
-            let pre = linker.instantiate_pre(module).map_err(link_err)?;
-            let mut store = Store::new(engine, ModuleState { wasi: builder.build_p1(), limiter });
-            store.limiter(|s| &mut s.limiter);
-            schedule_guest(&mut store, deadline, || false);
-
+            let pre = pre.clone();
             let run = Box::pin(async move {
                 let result = async {
                     let instance = pre.instantiate_async(&mut store).await?;
@@ -171,12 +67,59 @@ pub async fn run_command(runtime: &Runtime, program: &Program, spec: CommandSpec
                 .await;
                 (result, store)
             });
-            Ok(match within(spec.limits.timeout, run).await {
-                Err(abandoned) => timed_out(&spec.limits, abandoned),
+            Ok(match within(limits.timeout, run).await {
+                Err(abandoned) => timed_out(&limits, abandoned),
                 Ok((Ok(()), _)) => CommandOutcome::Exited(0).into(),
-                Ok((Err(e), store)) => classify(e, &store.data().limiter, &spec.limits).into(),
+                Ok((Err(e), store)) => classify(e, store.data().limiter(), &limits).into(),
             })
         }
+        Entrypoint::CommandP2(pre) => {
+            let mut store = planned.new_store(&scope, stdio)?;
+            schedule_guest(&mut store, deadline, || false);
+            let pre = pre.clone();
+            let run = Box::pin(async move {
+                let result = async {
+                    let command = pre.instantiate_async(&mut store).await?;
+                    command.wasi_cli_run().call_run(&mut store).await
+                }
+                .await;
+                (result, store)
+            });
+            Ok(finish(within(limits.timeout, run).await, &limits))
+        }
+        Entrypoint::CommandP3(pre) => {
+            let mut store = planned.new_store(&scope, stdio)?;
+            schedule_guest(&mut store, deadline, || false);
+            let pre = pre.clone();
+            let run = Box::pin(async move {
+                let result = async {
+                    let command = pre.instantiate_async(&mut store).await?;
+                    // `run` is an async export: it runs inside the store's event loop, which also
+                    // drives the guest's other tasks and the host's futures it waits on.
+                    store.run_concurrent(async |store| command.wasi_cli_run().call_run(store).await).await?
+                }
+                .await;
+                (result, store)
+            });
+            Ok(finish(within(limits.timeout, run).await, &limits))
+        }
+        Entrypoint::HttpP2(_) | Entrypoint::HttpP3(_) => {
+            Err(RuntimeError::Link(format!("{} is an HTTP handler, not a command", planned.component().description())))
+        }
+    }
+}
+
+type ComponentRun = (wasmtime::Result<Result<(), ()>>, Store<InstanceState>);
+
+fn finish<F>(ended: Result<ComponentRun, Pin<Box<F>>>, limits: &GuestLimits) -> Finished
+where
+    F: Future + Send + 'static,
+{
+    match ended {
+        Err(abandoned) => timed_out(limits, abandoned),
+        Ok((Ok(Ok(())), _)) => CommandOutcome::Exited(0).into(),
+        Ok((Ok(Err(())), _)) => CommandOutcome::Exited(1).into(),
+        Ok((Err(e), store)) => classify(e, store.data().limiter(), limits).into(),
     }
 }
 

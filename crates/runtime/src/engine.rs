@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::Component;
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Module, Store, UpdateDeadline, WasmBacktraceDetails};
 
 use crate::RuntimeError;
 use crate::cache::{ArtifactKind, CheckedEntry, CompileCache};
+use crate::instance::{InstanceState, ModuleState};
 
 /// How often the engine's epoch advances. Running guests yield to the async executor at each tick, so
 /// this bounds how late a timeout can fire.
@@ -61,10 +62,8 @@ pub struct PoolConfig {
     /// Largest linear memory any instance may grow to: the ceiling for a manifest's memory limit.
     pub max_memory_bytes: u64,
     /// Bytes of each slot's linear memory (and at most 1 MiB of its table and stack) kept mapped when
-    /// an instance ends: its dirty pages are restored in place instead of being unmapped and faulted
-    /// in again by the next request. `None` picks [`PoolConfig::DEFAULT_KEEP_RESIDENT`] where the
-    /// kernel can list dirty pages (Linux's `PAGEMAP_SCAN`, 6.7 and later) and 0 elsewhere, where
-    /// keeping memory resident means clearing all of it on every reuse.
+    /// an instance ends: restored in place from the initial image instead of being unmapped and
+    /// faulted in again by the next request. `None` picks [`PoolConfig::DEFAULT_KEEP_RESIDENT`].
     pub keep_resident_bytes: Option<u64>,
 }
 
@@ -73,27 +72,29 @@ impl PoolConfig {
     /// toolchain holds its main module plus a few shims, each counted separately.
     pub const CORE_PER_COMPONENT: u32 = 8;
 
-    /// Bytes kept resident per slot by default where dirty pages can be listed.
-    pub const DEFAULT_KEEP_RESIDENT: u64 = 1 << 20;
-
-    /// Whether the kernel reports dirty pages, so that resetting a resident slot costs only what the
-    /// last instance wrote.
-    pub fn dirty_page_scan_available() -> bool {
-        wasmtime::PoolingAllocationConfig::is_pagemap_scan_available()
-    }
+    /// Bytes kept resident per slot by default: the initial memory of the guests we serve (a Rust
+    /// HTTP handler starts at about 1.1 MiB; `json-transform` at 4 MiB), so a slot's next instance
+    /// faults nothing in and no request pays for unmapping memory (`madvise`, whose TLB shootdowns
+    /// stall every core of a multi-threaded server).
+    ///
+    /// Resetting a resident slot clears all of it, up to the memory the instance could reach, since
+    /// Wasmtime 50 no longer tells written pages from untouched ones: its `PAGEMAP_SCAN` reset
+    /// counts a page that was never mapped as written, so every reset cleared the whole budget and
+    /// then unmapped the rest anyway. Measured with `bench/serve.sh` against the Wasmtime 48 build
+    /// (docs/benchmarks.md): clearing 4 MiB without the scan served hello-http and json-transform at
+    /// about the old rate; 1 MiB with the scan at half of it.
+    pub const DEFAULT_KEEP_RESIDENT: u64 = 4 << 20;
 
     /// The bytes of linear memory kept resident per slot, after defaults.
     pub fn effective_keep_resident(&self) -> u64 {
-        self.keep_resident_bytes
-            .unwrap_or(if Self::dirty_page_scan_available() { Self::DEFAULT_KEEP_RESIDENT } else { 0 })
-            .min(self.max_memory_bytes)
+        self.keep_resident_bytes.unwrap_or(Self::DEFAULT_KEEP_RESIDENT).min(self.max_memory_bytes)
     }
 }
 
 /// A compiled guest program.
 #[derive(Clone)]
 pub enum Program {
-    /// A WASI 0.2 component.
+    /// A component (WASI 0.2, 0.3 or both).
     Component(Component),
     /// A WASI preview-1 core module.
     Module(Module),
@@ -108,11 +109,61 @@ pub enum CacheOutcome {
     Compiled,
 }
 
-/// The engine, its epoch ticker and the compile cache; one per process.
-pub struct Runtime {
+/// Which of the runtime's two engines a program is compiled for and runs on.
+///
+/// Wasmtime's support for the component model's concurrency (WASI 0.3: async functions, streams,
+/// futures) is a property of the engine, and it costs every store and call something even when a
+/// component uses none of it: the stores of a 0.2 HTTP handler took 2-3 times the CPU to make,
+/// call and drop with it on. So components that use WASI 0.3 run on the concurrent engine, and
+/// everything else on the plain one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EngineKind {
+    /// No component-model concurrency: WASI preview 1 and 0.2.
+    Plain,
+    /// Component-model concurrency on: WASI 0.3 (and 0.2 beside it).
+    Concurrent,
+}
+
+/// One engine with its compile cache and linkers.
+struct Flavour {
     engine: Engine,
     cache: Option<CompileCache>,
+    linker: Linker<InstanceState>,
+    module_linker: wasmtime::Linker<ModuleState>,
+}
+
+/// The engines, their epoch ticker, compile caches and the linkers every component and module is
+/// pre-instantiated against; one per process.
+pub struct Runtime {
+    plain: Flavour,
+    concurrent: Flavour,
     ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+/// The linker for components: WASI 0.2, and on the concurrent engine 0.3 beside it (a component
+/// may import both), then every capability unit's own interfaces (which replace some of WASI's,
+/// such as name lookup).
+fn component_linker(engine: &Engine, kind: EngineKind) -> wasmtime::Result<Linker<InstanceState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    if kind == EngineKind::Concurrent {
+        wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    }
+    crate::capabilities::link_all(&mut linker, kind)?;
+    Ok(linker)
+}
+
+impl Flavour {
+    fn new(wasm: &mut Config, kind: EngineKind, cache_dir: Option<&std::path::Path>) -> Result<Self, RuntimeError> {
+        wasm.concurrency_support(kind == EngineKind::Concurrent);
+        let engine = Engine::new(wasm).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let cache = cache_dir.map(|dir| CompileCache::new(dir.to_path_buf(), &engine));
+        let link_err = |e: wasmtime::Error| RuntimeError::Link(format!("{e:#}"));
+        let linker = component_linker(&engine, kind).map_err(link_err)?;
+        let mut module_linker = wasmtime::Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut module_linker, |s: &mut ModuleState| &mut s.wasi).map_err(link_err)?;
+        Ok(Flavour { engine, cache, linker, module_linker })
+    }
 }
 
 impl Runtime {
@@ -140,41 +191,67 @@ impl Runtime {
                 p.linear_memory_keep_resident(keep)
                     .table_keep_resident(small)
                     .async_stack_keep_resident(small)
-                    .pagemap_scan(wasmtime::Enabled::Auto);
+                    // See `DEFAULT_KEEP_RESIDENT` for why the dirty-page scan is off.
+                    .pagemap_scan(wasmtime::Enabled::No);
             }
             wasm.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(p)).memory_init_cow(true);
         }
-        let engine = Engine::new(&wasm).map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        let cache = config.cache_dir.map(|dir| CompileCache::new(dir, &engine));
+        let plain = Flavour::new(&mut wasm, EngineKind::Plain, config.cache_dir.as_deref())?;
+        let concurrent = Flavour::new(&mut wasm, EngineKind::Concurrent, config.cache_dir.as_deref())?;
 
         let stop = Arc::new(AtomicBool::new(false));
-        let ticking = engine.clone();
+        let ticking = [plain.engine.clone(), concurrent.engine.clone()];
         let flag = stop.clone();
         let handle = std::thread::Builder::new()
             .name("wasmzip-epoch".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    ticking.increment_epoch();
+                    for engine in &ticking {
+                        engine.increment_epoch();
+                    }
                 }
             })
             .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch thread: {e}")))?;
-        Ok(Runtime { engine, cache, ticker: Some((stop, handle)) })
+        Ok(Runtime { plain, concurrent, ticker: Some((stop, handle)) })
     }
 
-    /// The engine.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    fn flavour(&self, kind: EngineKind) -> &Flavour {
+        match kind {
+            EngineKind::Plain => &self.plain,
+            EngineKind::Concurrent => &self.concurrent,
+        }
     }
 
-    /// The compile cache, when configured.
-    pub fn cache(&self) -> Option<&CompileCache> {
-        self.cache.as_ref()
+    /// One of the engines.
+    pub fn engine(&self, kind: EngineKind) -> &Engine {
+        &self.flavour(kind).engine
     }
 
-    /// Compiles (or loads from the cache) a component or core module whose bytes hash to `digest`.
-    /// `what` names it in errors.
-    pub fn load_program(&self, bytes: &[u8], digest: &str, what: &str) -> Result<(Program, CacheOutcome), RuntimeError> {
+    /// The linker components on that engine are pre-instantiated against.
+    pub fn linker(&self, kind: EngineKind) -> &Linker<InstanceState> {
+        &self.flavour(kind).linker
+    }
+
+    /// The linker preview-1 modules on that engine are pre-instantiated against.
+    pub fn module_linker(&self, kind: EngineKind) -> &wasmtime::Linker<ModuleState> {
+        &self.flavour(kind).module_linker
+    }
+
+    /// The compile cache of that engine, when configured.
+    pub fn cache(&self, kind: EngineKind) -> Option<&CompileCache> {
+        self.flavour(kind).cache.as_ref()
+    }
+
+    /// Compiles (or loads from the cache) a component or core module whose bytes hash to `digest`,
+    /// for the engine `kind`. `what` names it in errors.
+    pub fn load_program(&self, kind: EngineKind, bytes: &[u8], digest: &str, what: &str) -> Result<(Program, CacheOutcome), RuntimeError> {
+        self.flavour(kind).load_program(bytes, digest, what)
+    }
+}
+
+impl Flavour {
+    fn load_program(&self, bytes: &[u8], digest: &str, what: &str) -> Result<(Program, CacheOutcome), RuntimeError> {
         let kind = if wasmparser::Parser::is_component(bytes) {
             ArtifactKind::Component
         } else if wasmparser::Parser::is_core_wasm(bytes) {
@@ -294,11 +371,10 @@ mod tests {
     }
 
     #[test]
-    fn keep_resident_defaults_to_what_the_kernel_supports() {
+    fn keep_resident_is_capped_at_the_largest_memory() {
         assert_eq!(pool(Some(4096)).effective_keep_resident(), 4096);
         assert_eq!(pool(Some(8 << 20)).effective_keep_resident(), 1 << 20, "capped at the largest memory");
-        let default = if PoolConfig::dirty_page_scan_available() { PoolConfig::DEFAULT_KEEP_RESIDENT } else { 0 };
-        assert_eq!(pool(None).effective_keep_resident(), default.min(1 << 20));
+        assert_eq!(pool(None).effective_keep_resident(), PoolConfig::DEFAULT_KEEP_RESIDENT.min(1 << 20));
     }
 
     /// A slot kept resident still gives the next instance fresh memory: the pages the last one wrote
@@ -316,9 +392,9 @@ mod tests {
                     (i32.store8 (i32.const 16) (i32.const 7))
                     (i32.store8 (i32.const 70000) (i32.const 9))
                     (local.get $old)))"#;
-            let module = Module::new(runtime.engine(), wat).unwrap();
+            let module = Module::new(runtime.engine(EngineKind::Plain), wat).unwrap();
             for round in 0..3 {
-                let mut store = wasmtime::Store::new(runtime.engine(), ());
+                let mut store = wasmtime::Store::new(runtime.engine(EngineKind::Plain), ());
                 store.set_epoch_deadline(1_000_000);
                 let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
                 let bump = instance.get_typed_func::<(), i32>(&mut store, "bump").unwrap();
@@ -342,8 +418,8 @@ mod tests {
         .unwrap();
         let module = wat::parse_str(r#"(module (func (export "f") (result i32) i32.const 7))"#).unwrap();
         for (bytes, digest) in [(&component, "c1"), (&module, "m1")] {
-            assert_eq!(runtime.load_program(bytes, digest, "test").unwrap().1, CacheOutcome::Compiled);
-            let (program, outcome) = runtime.load_program(bytes, digest, "test").unwrap();
+            assert_eq!(runtime.load_program(EngineKind::Plain, bytes, digest, "test").unwrap().1, CacheOutcome::Compiled);
+            let (program, outcome) = runtime.load_program(EngineKind::Plain, bytes, digest, "test").unwrap();
             assert_eq!(outcome, CacheOutcome::Hit, "{digest}");
             assert_eq!(call_f(&runtime, program), 7, "{digest}");
         }
@@ -351,11 +427,11 @@ mod tests {
 
     /// Calls the export `f` of a test program.
     fn call_f(runtime: &Runtime, program: Program) -> u32 {
-        let mut store = Store::new(runtime.engine(), ());
+        let mut store = Store::new(runtime.engine(EngineKind::Plain), ());
         store.set_epoch_deadline(1_000_000);
         match program {
             Program::Component(c) => {
-                let instance = wasmtime::component::Linker::new(runtime.engine()).instantiate(&mut store, &c).unwrap();
+                let instance = Linker::new(runtime.engine(EngineKind::Plain)).instantiate(&mut store, &c).unwrap();
                 instance.get_typed_func::<(), (u32,)>(&mut store, "f").unwrap().call(&mut store, ()).unwrap().0
             }
             Program::Module(m) => {
@@ -391,8 +467,8 @@ mod tests {
         let _unmount = Unmount(dir.path());
         let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(dir.path().join("cache")), pooling: None }).unwrap();
         let module = wat::parse_str(r#"(module (func (export "f") (result i32) i32.const 7))"#).unwrap();
-        assert_eq!(runtime.load_program(&module, "m1", "test").unwrap().1, CacheOutcome::Compiled);
-        let (program, outcome) = runtime.load_program(&module, "m1", "test").unwrap();
+        assert_eq!(runtime.load_program(EngineKind::Plain, &module, "m1", "test").unwrap().1, CacheOutcome::Compiled);
+        let (program, outcome) = runtime.load_program(EngineKind::Plain, &module, "m1", "test").unwrap();
         assert_eq!(outcome, CacheOutcome::Hit);
         assert_eq!(call_f(&runtime, program), 7);
     }

@@ -15,6 +15,49 @@ pub struct WorldSummary {
     pub exports: Vec<String>,
 }
 
+/// A generation of WASI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WasiVersion {
+    /// WASI preview 1 (`wasi_snapshot_preview1`, core modules).
+    Preview1,
+    /// WASI 0.2 (components, `wasi:*@0.2.x`).
+    P2,
+    /// WASI 0.3 (components with async functions, streams and futures, `wasi:*@0.3.x`).
+    P3,
+}
+
+impl std::fmt::Display for WasiVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WasiVersion::Preview1 => "preview1",
+            WasiVersion::P2 => "0.2",
+            WasiVersion::P3 => "0.3",
+        })
+    }
+}
+
+impl WorldSummary {
+    /// The WASI generations the component's `wasi:` imports and exports belong to, oldest first. A
+    /// Rust component built for `wasm32-wasip2` with the `wasip3` crate has both: its standard
+    /// library imports 0.2 while its own code uses 0.3.
+    pub fn wasi_versions(&self) -> Vec<WasiVersion> {
+        let mut versions: Vec<WasiVersion> = self
+            .imports
+            .iter()
+            .chain(&self.exports)
+            .filter(|name| name.starts_with("wasi:"))
+            .filter_map(|name| match name.rsplit_once('@').map(|(_, v)| v) {
+                Some(v) if v.starts_with("0.2.") => Some(WasiVersion::P2),
+                Some(v) if v.starts_with("0.3.") => Some(WasiVersion::P3),
+                _ => None,
+            })
+            .collect();
+        versions.sort();
+        versions.dedup();
+        versions
+    }
+}
+
 /// WASI packages this host provides (`wasi:http` to `http` components, under `wasmzip serve`).
 const PROVIDED: &[&str] = &["wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:cli/", "wasi:filesystem/", "wasi:sockets/", "wasi:http/", "wasi:nn/", "wasmzip:crypto/"];
 
@@ -62,14 +105,15 @@ pub fn capability_warnings(world: &WorldSummary, requested: &[Capability]) -> Ve
             warnings.push(format!("imports `{import}` but requests no network capability: every connection and lookup will be denied"));
         }
     }
-    if let Some(import) = world.imports.iter().find(|i| i.starts_with("wasi:http/outgoing-handler"))
+    let outbound_http = |i: &String| i.starts_with("wasi:http/outgoing-handler") || i.starts_with("wasi:http/client");
+    if let Some(import) = world.imports.iter().find(|i| outbound_http(i))
         && !requests("network").iter().any(|c| matches!(c, Capability::NetworkOutbound(..)))
     {
         warnings.push(format!("imports `{import}` but requests no network:outbound capability: every outbound request will be denied"));
     }
     for cap in requests("network") {
-        if !imports_any("wasi:sockets/") && !imports_any("wasi:http/outgoing-handler") {
-            warnings.push(format!("requests `{cap}` but imports neither wasi:sockets nor wasi:http/outgoing-handler"));
+        if !imports_any("wasi:sockets/") && !world.imports.iter().any(outbound_http) {
+            warnings.push(format!("requests `{cap}` but imports neither wasi:sockets nor an outbound wasi:http interface"));
         }
     }
     for cap in requests("filesystem") {
@@ -120,6 +164,16 @@ mod tests {
         assert!(w.iter().any(|m| m.contains("wasi:keyvalue/store") && m.contains("does not provide")), "{w:?}");
         assert!(w.iter().any(|m| m.contains("wasi:sockets/tcp") && m.contains("no network capability")), "{w:?}");
         assert!(w.iter().any(|m| m.contains("env:HOME") && m.contains("wasi:cli/environment")), "{w:?}");
+    }
+
+    #[test]
+    fn tells_wasi_generations_apart() {
+        let world = WorldSummary {
+            imports: vec!["wasi:cli/environment@0.2.12".into(), "wasi:filesystem/types@0.3.0".into(), "wasmzip:crypto/keys@0.1.0".into()],
+            exports: vec!["wasi:cli/run@0.3.0".into()],
+        };
+        assert_eq!(world.wasi_versions(), vec![WasiVersion::P2, WasiVersion::P3]);
+        assert_eq!(WorldSummary::default().wasi_versions(), vec![]);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The wasmzip runtime: one Wasmtime engine per process, the compile cache, store limits and epoch
 //! deadlines, the linker, and each capability as its own module (`capabilities::*`).
 //!
-//! It takes verified bytes and a capability plan; it never parses packages or command lines.
+//! Data flows one way: a verified component ([`wasmzip_package::VerifiedComponent`]) and the
+//! operator's grants and resources are [`plan`]ned once into a [`PlannedComponent`]; each instance
+//! is then a store made from it. It never parses packages or command lines.
 #![deny(missing_docs)]
 
 pub mod audit;
@@ -10,12 +12,17 @@ pub mod capabilities;
 pub mod command;
 pub mod engine;
 pub mod inspect;
+pub mod instance;
 pub mod limits;
+pub mod plan;
 
-pub use capabilities::{CapabilityError, CapabilityPlan};
-pub use command::{AbandonedRun, CommandOutcome, CommandSpec, Finished, run_command};
-pub use engine::{CacheOutcome, PoolConfig, Program, Runtime, RuntimeConfig};
+pub use capabilities::CapabilityError;
+pub use command::{AbandonedRun, CommandOutcome, Finished, run_command};
+pub use engine::{CacheOutcome, EngineKind, PoolConfig, Program, Runtime, RuntimeConfig};
+pub use inspect::WasiVersion;
+pub use instance::{InstanceScope, InstanceState};
 pub use limits::GuestLimits;
+pub use plan::{Entrypoint, HostResources, KeystoreSource, OperatorGrants, PlanError, PlanWarning, PlannedComponent, plan};
 
 /// Why the runtime could not start a guest.
 #[derive(Debug, thiserror::Error)]

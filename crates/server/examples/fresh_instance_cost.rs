@@ -13,6 +13,10 @@
 //! body to its end, drop the store. Prints the mean of each phase and of the whole, in µs, and the
 //! process's CPU time per iteration (user + system, from `getrusage`); on one thread the two
 //! should agree. The first 10% of iterations warm up and are not counted.
+//!
+//! `KEEP_RESIDENT=BYTES` sets the pool's resident bytes per slot (default: serve's); with
+//! `ENGINE=concurrent` the component runs on the engine with component-model concurrency on (the one
+//! WASI 0.3 components use) instead of the plain one.
 
 use std::time::{Duration, Instant};
 
@@ -69,9 +73,14 @@ fn main() -> anyhow::Result<()> {
 
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: None,
-        pooling: Some(PoolConfig { instances: 256, max_memory_bytes: 256 << 20, keep_resident_bytes: None }),
+        pooling: Some(PoolConfig { instances: 256, max_memory_bytes: 256 << 20, keep_resident_bytes: std::env::var("KEEP_RESIDENT").ok().map(|v| v.parse()).transpose()? }),
     })?;
-    let engine = runtime.engine();
+    let kind = match std::env::var("ENGINE").as_deref() {
+        Ok("concurrent") => wasmzip_runtime::EngineKind::Concurrent,
+        Ok("plain") | Err(_) => wasmzip_runtime::EngineKind::Plain,
+        Ok(other) => anyhow::bail!("ENGINE={other}: use plain or concurrent"),
+    };
+    let engine = runtime.engine(kind);
     let component = Component::from_file(engine, &path)?;
     let mut linker = Linker::<State>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;

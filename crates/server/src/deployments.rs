@@ -8,19 +8,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
-use wasmtime::component::Linker;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmzip_package::manifest::World;
-use wasmzip_package::{Capability, PackageError, ResourceSink, TokenError, TrustPolicy};
 use wasmzip_keystore::Keystore;
 use wasmzip_nn::{NnConfig, NnError};
-use wasmzip_runtime::capabilities::nn::load_models;
+use wasmzip_package::manifest::World;
+use wasmzip_package::{Capability, PackageError, ResourceSink, TokenError, TrustPolicy};
 use wasmzip_runtime::capabilities::filesystem::Mount;
-use wasmzip_runtime::{CapabilityError, CapabilityPlan, Program, Runtime, RuntimeError};
+use wasmzip_runtime::{Entrypoint, GuestLimits, HostResources, KeystoreSource, OperatorGrants, PlanError, Runtime, RuntimeError, plan};
 
-use crate::function::{HttpLimits, LoadedFunction, OperatorLimits, RequestState};
+use crate::function::{HttpLimits, LoadedFunction, OperatorLimits};
 use crate::metrics::Metrics;
-use crate::outbound::OutboundRules;
 use crate::routing::{RouteConflict, RouteTable};
 use crate::spare::SpareSlot;
 use crate::store::{DeployedVersion, DeploymentState, DeploymentStore, StoreError};
@@ -37,9 +33,12 @@ pub enum DeployError {
     /// The deployment is granted keys but the server has no keystore.
     #[error("{0} is granted crypto:key capabilities but this server has no keystore (start it with --keystore-dir or --keystore pkcs11)")]
     NoKeystore(String),
-    /// The package has no single `http` component.
-    #[error("package {0} has no single `http` component to serve")]
-    NotHttp(String),
+    /// The component cannot be served here.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The component could not be planned: its grants, models or code.
+    #[error(transparent)]
+    Plan(PlanError),
     /// The manifest asks for more memory than a pool slot holds.
     #[error("component asks for {requested} bytes of memory, more than this server's ceiling of {ceiling} (--pool-max-memory)")]
     Memory {
@@ -48,9 +47,6 @@ pub enum DeployError {
         /// The pool's ceiling.
         ceiling: u64,
     },
-    /// A grant could not be put in place.
-    #[error(transparent)]
-    Capability(#[from] CapabilityError),
     /// The component does not compile or link.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
@@ -69,6 +65,19 @@ pub enum DeployError {
     /// Nothing to roll back to.
     #[error("function `{0}` has no previous version to roll back to")]
     NoPrevious(String),
+}
+
+impl DeployError {
+    /// A planning failure, in this server's words where it has its own.
+    fn from_plan(error: PlanError) -> Self {
+        match error {
+            PlanError::Memory { requested, ceiling, .. } => DeployError::Memory { requested, ceiling },
+            PlanError::NoKeystore(what) => DeployError::NoKeystore(what),
+            PlanError::Nn(e) => DeployError::Model(e),
+            PlanError::Runtime(e) => DeployError::Runtime(e),
+            other => DeployError::Plan(other),
+        }
+    }
 }
 
 /// What the operator decides for every deployment.
@@ -167,7 +176,6 @@ impl Live {
 /// The deployed functions.
 pub struct Deployments {
     runtime: Arc<Runtime>,
-    linker: Linker<RequestState>,
     store: Box<dyn DeploymentStore>,
     policy: DeployPolicy,
     metrics: Arc<Metrics>,
@@ -182,13 +190,11 @@ fn now() -> u64 {
 impl Deployments {
     /// Loads what the store records; a version that no longer loads is reported and left out.
     pub async fn open(runtime: Arc<Runtime>, store: Box<dyn DeploymentStore>, policy: DeployPolicy, metrics: Arc<Metrics>) -> Result<Self, DeployError> {
-        let linker = crate::function::linker(runtime.engine()).map_err(|e| RuntimeError::Link(e.to_string()))?;
         let state = store.load()?;
         store.collect_garbage(&state)?;
         store.clear_staging()?;
         let me = Deployments {
             runtime,
-            linker,
             store,
             policy,
             metrics,
@@ -221,12 +227,11 @@ impl Deployments {
     async fn load(&self, package: &Path, version: &DeployedVersion) -> Result<LoadedFunction, DeployError> {
         let grants: Vec<Capability> = version.grants.iter().map(|g| g.parse()).collect::<Result<_, _>>()?;
         let runtime = self.runtime.clone();
-        let linker = self.linker.clone();
         let policy = self.policy.clone();
         let package = package.to_path_buf();
         let version = version.clone();
         let metrics = self.metrics.clone();
-        tokio::task::spawn_blocking(move || load_blocking(&runtime, &linker, &policy, &metrics, &package, &version, &grants))
+        tokio::task::spawn_blocking(move || load_blocking(&runtime, &policy, &metrics, &package, &version, &grants))
             .await
             .map_err(|e| RuntimeError::Engine(format!("the loading task failed: {e}")))?
     }
@@ -376,7 +381,6 @@ impl Deployments {
 
 fn load_blocking(
     runtime: &Runtime,
-    linker: &Linker<RequestState>,
     policy: &DeployPolicy,
     metrics: &Metrics,
     path: &Path,
@@ -384,54 +388,39 @@ fn load_blocking(
     grants: &[Capability],
 ) -> Result<LoadedFunction, DeployError> {
     let package = wasmzip_package::verify_package(path, &policy.trust, ResourceSink::Extract { root: &policy.resources_root })?;
+    let component = package.only_component(World::Http)?;
+    let host = HostResources {
+        mounts: policy.mounts.clone(),
+        env: policy.env.clone(),
+        keystore: policy.keystore.clone().map(KeystoreSource::Open).unwrap_or_default(),
+        nn: policy.nn.clone(),
+        max_model_bytes: policy.max_model_bytes,
+        limits: GuestLimits { memory_bytes: policy.limits.memory_bytes, timeout: policy.limits.timeout },
+        memory_ceiling: Some(policy.pool_memory),
+    };
+    let grants = OperatorGrants { tokens: grants.to_vec(), grant_requested: version.grant_requested };
+    let planned = plan(runtime, component, World::Http, &grants, &host).map_err(DeployError::from_plan)?;
     let manifest = package.manifest();
-    let mut http = manifest.components.iter().filter(|(_, c)| c.world == World::Http);
-    let (Some((component_name, entry)), None) = (http.next(), http.next()) else {
-        return Err(DeployError::NotHttp(manifest.name.to_string()));
+    for warning in planned.warnings() {
+        tracing::warn!(function = %manifest.name, version = %manifest.version, "{warning}");
+    }
+    let pre = match planned.entry() {
+        Entrypoint::HttpP2(pre) => pre.clone(),
+        _ => return Err(DeployError::Unsupported(format!("{}: serving WASI 0.3 handlers is not supported by this server", planned.component().description()))),
     };
-    if let Some(requested) = entry.limits.memory_bytes
-        && requested > policy.pool_memory
-    {
-        return Err(DeployError::Memory { requested, ceiling: policy.pool_memory });
-    }
-    let mut granted = grants.to_vec();
-    if version.grant_requested {
-        granted.extend(entry.capabilities.iter().cloned());
-    }
-    let resolution = wasmzip_package::resolve(&entry.capabilities, &granted);
-    if !resolution.uncovered.is_empty() {
-        let list: Vec<String> = resolution.uncovered.iter().map(|c| c.to_string()).collect();
-        tracing::warn!(function = %manifest.name, "not granted, so the function runs without: {}", list.join(", "));
-    }
-    let plan = CapabilityPlan::new(&resolution.effective, &policy.mounts, &policy.env, package.resources_dir())?;
-    if !plan.crypto.is_empty() && policy.keystore.is_none() {
-        return Err(DeployError::NoKeystore(format!("{} {}", manifest.name, manifest.version)));
-    }
-    let models = load_models(manifest, package.resources_dir(), &plan.nn, &policy.nn, policy.max_model_bytes)?;
-    let pin = manifest.members.iter().find(|p| p.name == entry.member).expect("verified manifests pin their components");
-    let bytes = package.component_bytes(component_name).expect("verified packages hold their components");
-    let what = format!("component `{component_name}` of {} {}", manifest.name, manifest.version);
-    let (program, _) = runtime.load_program(&bytes, &pin.sha256, &what)?;
-    let Program::Component(component) = program else {
-        return Err(DeployError::NotHttp(manifest.name.to_string()));
-    };
-    let instance_pre = linker.instantiate_pre(&component).map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
-    let pre = ProxyPre::new(instance_pre).map_err(|e| RuntimeError::Link(format!("{what} does not export wasi:http/incoming-handler: {e:#}")))?;
+    let component = planned.component();
     Ok(LoadedFunction {
         name: Arc::from(manifest.name.as_str()),
         version: Arc::from(manifest.version.to_string()),
         digest: package.digest().to_string(),
         sequence: version.sequence,
-        routes: entry.effective_routes(&manifest.name),
-        pre,
-        outbound: Arc::new(OutboundRules::new(plan.network.outbound().to_vec())),
-        limits: HttpLimits::resolve(&entry.limits, &policy.limits, policy.pool_memory),
-        plan,
+        routes: component.routes().to_vec(),
+        limits: HttpLimits::resolve(component.limits(), &policy.limits, policy.pool_memory),
         grants: version.grants.clone(),
-        effective: resolution.effective.iter().map(|c| c.to_string()).collect(),
+        effective: planned.effective().iter().map(|c| c.to_string()).collect(),
         metrics: metrics.for_function(manifest.name.as_str(), &manifest.version.to_string()),
-        keystore: policy.keystore.clone(),
-        models: Arc::new(models),
+        pre,
+        planned: Arc::new(planned),
         spare: SpareSlot::default(),
     })
 }

@@ -1,23 +1,15 @@
-//! A deployed function version, built once: compiled component, linker and pre-instantiated
-//! component, capability plan and limits. Each request only makes a store and instantiates.
+//! A deployed function version, built once: its planned component (capabilities, models, compiled
+//! and pre-instantiated code) and its HTTP limits. Each request only makes a store and instantiates.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::{Linker, ResourceTable};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use wasmzip_package::manifest::{Limits, RoutePrefix};
-use wasmzip_keystore::Keystore;
-use wasmzip_runtime::CapabilityPlan;
-use wasmzip_runtime::capabilities::crypto::{CryptoCtx, CryptoHost, CryptoView};
-use wasmzip_runtime::capabilities::nn::{ModelSet, NnCtx, NnView};
-use wasmzip_runtime::capabilities::network::{NameLookupView, NetworkGuard, add_name_lookup_to_linker};
-use wasmzip_runtime::limits::GuestLimiter;
+use wasmzip_runtime::capabilities::http::DEFAULT_OUTBOUND_REQUESTS;
+use wasmzip_runtime::{InstanceState, PlannedComponent};
 
 use crate::metrics::FunctionMetrics;
-use crate::outbound::{OutboundHooks, OutboundRules};
 use crate::spare::SpareSlot;
 
 /// Request body limit when neither manifest nor operator sets one.
@@ -26,8 +18,6 @@ pub const DEFAULT_REQUEST_BODY: u64 = 16 * 1024 * 1024;
 pub const DEFAULT_RESPONSE_BODY: u64 = 64 * 1024 * 1024;
 /// Request header limit when neither manifest nor operator sets one.
 pub const DEFAULT_HEADER_BYTES: u64 = 64 * 1024;
-/// Outbound requests per request when neither manifest nor operator sets a limit.
-pub const DEFAULT_OUTBOUND_REQUESTS: u32 = 16;
 /// Request timeout when neither manifest nor operator sets one.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -86,64 +76,6 @@ impl HttpLimits {
     }
 }
 
-/// The data of one request's store.
-pub struct RequestState {
-    pub(crate) wasi: WasiCtx,
-    pub(crate) table: ResourceTable,
-    pub(crate) http: WasiHttpCtx,
-    pub(crate) hooks: OutboundHooks,
-    pub(crate) limiter: GuestLimiter,
-    pub(crate) network: Arc<NetworkGuard>,
-    pub(crate) crypto: CryptoCtx,
-    pub(crate) nn: NnCtx,
-}
-
-impl NnView for RequestState {
-    fn nn(&mut self) -> (&mut NnCtx, &mut ResourceTable) {
-        (&mut self.nn, &mut self.table)
-    }
-}
-
-impl CryptoView for RequestState {
-    fn crypto(&mut self) -> CryptoHost<'_> {
-        CryptoHost { ctx: &self.crypto, table: &mut self.table }
-    }
-}
-
-impl WasiView for RequestState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
-    }
-}
-
-impl WasiHttpView for RequestState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
-    }
-}
-
-impl NameLookupView for RequestState {
-    fn table(&mut self) -> &mut ResourceTable {
-        &mut self.table
-    }
-
-    fn network_guard(&self) -> Arc<NetworkGuard> {
-        self.network.clone()
-    }
-}
-
-/// The linker every function version uses: WASI 0.2, `wasi:http`, our filtered name lookup,
-/// `wasmzip:crypto` and `wasi:nn`.
-pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<RequestState>> {
-    let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    add_name_lookup_to_linker(&mut linker)?;
-    wasmzip_runtime::capabilities::crypto::add_to_linker(&mut linker)?;
-    wasmzip_runtime::capabilities::nn::add_to_linker(&mut linker)?;
-    Ok(linker)
-}
-
 /// One deployed version of a function, ready to serve.
 pub struct LoadedFunction {
     /// Function (package) name.
@@ -156,12 +88,10 @@ pub struct LoadedFunction {
     pub sequence: u64,
     /// Routes it serves.
     pub routes: Vec<RoutePrefix>,
-    /// The pre-instantiated component.
-    pub pre: ProxyPre<RequestState>,
-    /// What each instance may touch.
-    pub plan: CapabilityPlan,
-    /// Outbound HTTP rules.
-    pub outbound: Arc<OutboundRules>,
+    /// The planned component: capabilities, models, keystore, compiled code.
+    pub planned: Arc<PlannedComponent>,
+    /// Its `wasi:http/incoming-handler` entry point, pre-instantiated.
+    pub pre: ProxyPre<InstanceState>,
     /// Per-request limits.
     pub limits: HttpLimits,
     /// Tokens granted at deploy.
@@ -170,10 +100,6 @@ pub struct LoadedFunction {
     pub effective: Vec<String>,
     /// Its metric handles.
     pub metrics: FunctionMetrics,
-    /// The server's keystore, for its `crypto:key:` grants.
-    pub keystore: Option<Arc<dyn Keystore>>,
-    /// Its models, loaded once and shared by every request.
-    pub models: Arc<ModelSet>,
     /// The instance made ahead of its next request, if any.
     pub spare: SpareSlot,
 }

@@ -8,7 +8,6 @@ pub mod deployments;
 pub mod function;
 pub mod guest_log;
 pub mod metrics;
-pub mod outbound;
 pub mod request;
 pub mod routing;
 pub mod spare;
@@ -120,6 +119,10 @@ pub struct ServerShared {
     pub slots: Arc<Semaphore>,
     /// Makes spare instances and tears down finished stores.
     pub recycler: Recycler,
+    /// Requests waiting for a slot now (see `request::ADMISSION_WAIT`).
+    pub admission_waiters: AtomicUsize,
+    /// The most requests that may wait for a slot at once: as many as there are slots.
+    pub max_admission_waiters: usize,
 }
 
 /// Addresses the server actually listens on (useful with port 0).
@@ -171,7 +174,15 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(config.pool.instances as usize));
     let connections = Arc::new(AtomicUsize::new(0));
     let recycler = Recycler::start(slots.clone(), config.spare_idle, metrics.spares.clone(), connections.clone()).map_err(ServeError::Recycler)?;
-    let shared = Arc::new(ServerShared { deployments: deployments.clone(), metrics: metrics.clone(), runtime, slots, recycler });
+    let shared = Arc::new(ServerShared {
+        deployments: deployments.clone(),
+        metrics: metrics.clone(),
+        runtime,
+        slots,
+        recycler,
+        admission_waiters: AtomicUsize::new(0),
+        max_admission_waiters: config.pool.instances as usize,
+    });
     let workers = ConnectionWorkers::start(config.workers).map_err(ServeError::Workers)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let admin_task = admin.map(|listener| {

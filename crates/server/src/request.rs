@@ -5,8 +5,9 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -14,23 +15,17 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use wasmtime::Store;
-use wasmtime::component::ResourceTable;
-use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::{Error as HttpError, WasiHttpCtx, WasiHttpView};
-use wasmzip_runtime::audit::Auditor;
-use wasmzip_runtime::capabilities::crypto::CryptoCtx;
+use wasmtime_wasi_http::{Error as HttpError, WasiHttpView};
 use wasmzip_nn::Abandoned;
-use wasmzip_runtime::capabilities::nn::NnCtx;
-use wasmzip_runtime::capabilities::network::NetworkGuard;
+use wasmzip_runtime::InstanceScope;
 use wasmzip_runtime::engine::schedule_guest;
-use wasmzip_runtime::limits::{GuestLimiter, GuestLimits, MAX_RESOURCE_HANDLES};
+use wasmzip_runtime::instance::limit_store;
 
 use crate::ServerShared;
-use crate::function::{LoadedFunction, RequestState};
+use crate::function::LoadedFunction;
 use crate::guest_log::{GuestLog, LogTag};
 use crate::metrics::DenialLabels;
-use crate::outbound::OutboundHooks;
 use crate::spare::adopt;
 
 /// Errors carried by response bodies.
@@ -165,7 +160,7 @@ async fn serve(
             let (store, proxy, permit) = spare.into_parts();
             (permit, Some((store, proxy)))
         }
-        None => match admit(shared) {
+        None => match admit(shared).await {
             Some(permit) => (permit, None),
             None => {
                 shared.metrics.shed.inc();
@@ -208,41 +203,27 @@ async fn serve(
     let tag = LogTag { function: function.name.clone(), version: function.version.clone(), request_id: Arc::from(id) };
     let stdout = GuestLog::new(tag.clone(), "stdout");
     let stderr = GuestLog::new(tag, "stderr");
-    let audit = Auditor::new(format!("{}@{} request {id}", function.name, function.version));
-    let guard = NetworkGuard::new(function.plan.network.clone(), audit.clone());
-    let crypto = CryptoCtx::new(function.plan.crypto.clone(), function.keystore.clone(), audit.clone());
     let abandoned = Abandoned::new();
-    let nn = NnCtx::new(function.models.clone(), function.plan.nn.clone(), audit.clone(), &abandoned);
-    let mut builder = WasiCtxBuilder::new();
-    builder.stdout(stdout.clone()).stderr(stderr.clone());
-    if let Err(e) = function.plan.configure(&mut builder, &guard) {
-        tracing::error!(function = %function.name, request_id = %id, "cannot set up capabilities: {e}");
-        return host_response(StatusCode::INTERNAL_SERVER_ERROR, id, &format!("internal error (request {id})"));
-    }
     let metrics = shared.metrics.clone();
     let function_name = function.name.to_string();
-    let hooks = OutboundHooks {
-        rules: function.outbound.clone(),
-        audit,
+    let scope = InstanceScope {
+        label: Some(format!("request {id}")),
         trace_id: Arc::from(id),
-        remaining: limits.outbound_requests,
-        limit: limits.outbound_requests,
+        outbound_limit: limits.outbound_requests,
         denials: Arc::new(move |kind| {
             metrics.denials.get_or_create(&DenialLabels { function: function_name.clone(), kind: kind.to_string() }).inc();
         }),
+        abandoned: abandoned.clone(),
     };
-    let mut table = ResourceTable::new();
-    table.set_max_capacity(MAX_RESOURCE_HANDLES);
-    let guest_limits = GuestLimits { memory_bytes: Some(limits.memory_bytes), timeout: Some(limits.timeout) };
-    let state = RequestState {
-        wasi: builder.build(),
-        table,
-        http: WasiHttpCtx::new(),
-        hooks,
-        limiter: GuestLimiter::new(&guest_limits),
-        network: guard,
-        crypto,
-        nn,
+    let (out, err) = (stdout.clone(), stderr.clone());
+    let state = match function.planned.instance_state(&scope, |b| {
+        b.stdout(out).stderr(err);
+    }) {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::error!(function = %function.name, request_id = %id, "cannot set up capabilities: {e}");
+            return host_response(StatusCode::INTERNAL_SERVER_ERROR, id, &format!("internal error (request {id})"));
+        }
     };
     let (mut store, proxy) = match ready {
         Some((mut store, proxy)) => {
@@ -250,8 +231,8 @@ async fn serve(
             (store, Some(proxy))
         }
         None => {
-            let mut store = Store::new(shared.runtime.engine(), state);
-            store.limiter(|s| &mut s.limiter);
+            let mut store = Store::new(function.planned.engine(), state);
+            limit_store(&mut store);
             (store, None)
         }
     };
@@ -295,7 +276,7 @@ async fn serve(
         .await;
         stdout.flush_partial();
         stderr.flush_partial();
-        let outcome = run.ok().map(|result| (result, store.data().limiter.memory_refused()));
+        let outcome = run.ok().map(|result| (result, store.data().limiter().memory_refused()));
         owner.recycler.retire(store, permit);
         outcome
     });
@@ -364,15 +345,43 @@ async fn serve(
     }
 }
 
-/// An admission permit: a free one, or one a spare instance held (see `Recycler::evict_one`).
-fn admit(shared: &ServerShared) -> Option<tokio::sync::OwnedSemaphorePermit> {
+/// How long a request that finds every pool slot taken waits for one before it gets 503. A slot
+/// comes back as soon as a finished request's store is torn down, which can be just after its
+/// client has read the whole response; the wait covers that, not a backlog.
+pub const ADMISSION_WAIT: Duration = Duration::from_millis(100);
+
+/// An admission permit: a free one, or one a spare instance held (see `Recycler::evict_one`), or
+/// one freed within [`ADMISSION_WAIT`]. At most as many requests wait as there are slots; past that,
+/// and past the wait, the request is shed.
+async fn admit(shared: &ServerShared) -> Option<tokio::sync::OwnedSemaphorePermit> {
     loop {
         if let Ok(permit) = shared.slots.clone().try_acquire_owned() {
             return Some(permit);
         }
         if !shared.recycler.evict_one() {
-            return None;
+            break;
         }
+    }
+    let waiting = Waiting::join(&shared.admission_waiters, shared.max_admission_waiters)?;
+    let permit = tokio::time::timeout(ADMISSION_WAIT, shared.slots.clone().acquire_owned()).await.ok()?.ok();
+    drop(waiting);
+    permit
+}
+
+/// One request among those waiting for a slot; leaving (however the wait ends) makes room.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn join(count: &'a AtomicUsize, most: usize) -> Option<Self> {
+        let before = count.fetch_add(1, Ordering::AcqRel);
+        let waiting = Waiting(count);
+        (before < most).then_some(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -24,21 +24,13 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::Store;
-use wasmtime::component::ResourceTable;
-use wasmtime_wasi::WasiCtx;
-use wasmtime_wasi_http::WasiHttpCtx;
 use wasmtime_wasi_http::p2::bindings::Proxy;
 use wasmzip_nn::Abandoned;
-use wasmzip_runtime::CapabilityError;
-use wasmzip_runtime::audit::Auditor;
-use wasmzip_runtime::capabilities::crypto::CryptoCtx;
-use wasmzip_runtime::capabilities::network::NetworkGuard;
-use wasmzip_runtime::capabilities::nn::NnCtx;
 use wasmzip_runtime::engine::EPOCH_TICK;
-use wasmzip_runtime::limits::{GuestLimiter, GuestLimits, MAX_RESOURCE_HANDLES};
+use wasmzip_runtime::instance::limit_store;
+use wasmzip_runtime::{CapabilityError, InstanceScope, InstanceState};
 
-use crate::function::{LoadedFunction, RequestState};
-use crate::outbound::OutboundHooks;
+use crate::function::LoadedFunction;
 
 /// How long a spare waits for a request before it is torn down, unless the operator says otherwise.
 pub const DEFAULT_SPARE_IDLE: Duration = Duration::from_secs(10);
@@ -48,7 +40,7 @@ const QUEUE: usize = 256;
 
 /// An instance made ahead of its request.
 pub struct Spare {
-    store: Store<RequestState>,
+    store: Store<InstanceState>,
     proxy: Proxy,
     permit: OwnedSemaphorePermit,
     made: Instant,
@@ -59,7 +51,7 @@ impl Spare {
     /// The store, its instance and its admission permit, for a request (counted as served by a
     /// spare). The store's data is blank: the caller must [`adopt`] its request's state before
     /// calling into the instance.
-    pub fn into_parts(self) -> (Store<RequestState>, Proxy, OwnedSemaphorePermit) {
+    pub fn into_parts(self) -> (Store<InstanceState>, Proxy, OwnedSemaphorePermit) {
         self.counted.metrics.used.inc();
         (self.store, self.proxy, self.permit)
     }
@@ -94,8 +86,8 @@ pub struct SpareMetrics {
 
 /// Puts a request's state into a spare's store in place of its blank one. What instantiation took
 /// from the memory limit is carried over, so the request's limit still counts the whole instance.
-pub fn adopt(store: &mut Store<RequestState>, mut state: RequestState) {
-    state.limiter.carry_from(&store.data().limiter);
+pub fn adopt(store: &mut Store<InstanceState>, mut state: InstanceState) {
+    state.limiter_mut().carry_from(store.data().limiter());
     *store.data_mut() = state;
 }
 
@@ -129,7 +121,7 @@ impl SpareSlot {
 
 enum Job {
     Warm(Arc<LoadedFunction>, OwnedSemaphorePermit),
-    Retire(Box<Store<RequestState>>, OwnedSemaphorePermit),
+    Retire(Box<Store<InstanceState>>, OwnedSemaphorePermit),
 }
 
 /// The recycler: a thread that makes spares and tears down finished stores.
@@ -224,7 +216,7 @@ impl Recycler {
     /// Tears `store` down, and then gives its admission permit back (so the pool slot is free
     /// before the permit is): on the recycler thread while a core is free of client connections,
     /// else here.
-    pub fn retire(&self, store: Store<RequestState>, permit: OwnedSemaphorePermit) {
+    pub fn retire(&self, store: Store<InstanceState>, permit: OwnedSemaphorePermit) {
         if !self.core_to_spare() {
             drop(store);
             drop(permit);
@@ -321,7 +313,7 @@ impl Worker {
 
     fn make_spare(&self, function: &LoadedFunction, permit: OwnedSemaphorePermit) -> wasmtime::Result<Spare> {
         let mut store = Store::new(function.pre.instance_pre().engine(), blank_state(function)?);
-        store.limiter(|s| &mut s.limiter);
+        limit_store(&mut store);
         // No request's code runs yet, but a start function could spin (it traps at the function's
         // time limit) or wait in a host call (it is dropped then).
         let ticks = (function.limits.timeout.as_micros() / EPOCH_TICK.as_micros().max(1)).max(1);
@@ -340,29 +332,13 @@ impl Worker {
 
 /// The state a spare is made in: the function's WASI configuration with output dropped, no
 /// outbound requests, and no request. The request that takes the spare replaces all of it.
-fn blank_state(function: &LoadedFunction) -> Result<RequestState, CapabilityError> {
-    let audit = Auditor::new(format!("{}@{} spare instance", function.name, function.version));
-    let network = NetworkGuard::new(function.plan.network.clone(), audit.clone());
-    let mut wasi = WasiCtx::builder();
-    function.plan.configure(&mut wasi, &network)?;
-    let limits = GuestLimits { memory_bytes: Some(function.limits.memory_bytes), timeout: Some(function.limits.timeout) };
-    let mut table = ResourceTable::new();
-    table.set_max_capacity(MAX_RESOURCE_HANDLES);
-    Ok(RequestState {
-        wasi: wasi.build(),
-        table,
-        http: WasiHttpCtx::new(),
-        hooks: OutboundHooks {
-            rules: function.outbound.clone(),
-            audit: audit.clone(),
-            trace_id: Arc::from(""),
-            remaining: 0,
-            limit: 0,
-            denials: Arc::new(|_| {}),
-        },
-        limiter: GuestLimiter::new(&limits),
-        network,
-        crypto: CryptoCtx::new(function.plan.crypto.clone(), None, audit.clone()),
-        nn: NnCtx::new(function.models.clone(), function.plan.nn.clone(), audit, &Abandoned::new()),
-    })
+fn blank_state(function: &LoadedFunction) -> Result<InstanceState, CapabilityError> {
+    let scope = InstanceScope {
+        label: Some("spare instance".into()),
+        trace_id: Arc::from(""),
+        outbound_limit: 0,
+        denials: Arc::new(|_| {}),
+        abandoned: Abandoned::new(),
+    };
+    function.planned.instance_state(&scope, |_| {})
 }

@@ -18,7 +18,55 @@ use wasmzip_keystore::{KeyName, KeyType, Keystore, KeystoreError, NONCE_BYTES, O
 use wasmzip_package::Capability;
 use wasmzip_package::capability::{CryptoOp, KeyPattern};
 
+use super::{CapabilityError, CapabilityUnit};
 use crate::audit::Auditor;
+use crate::engine::EngineKind;
+use crate::instance::{InstanceContext, InstanceState};
+use crate::plan::{PlanContext, PlanError};
+
+/// The crypto unit: typed grants and the keystore, decided once per component.
+pub struct Crypto;
+
+/// What the crypto unit plans for a component.
+#[derive(Clone)]
+pub struct PlannedCrypto {
+    grants: Arc<CryptoGrants>,
+    keystore: Option<Arc<dyn Keystore>>,
+}
+
+impl PlannedCrypto {
+    /// The grants.
+    pub fn grants(&self) -> &CryptoGrants {
+        &self.grants
+    }
+}
+
+impl CapabilityUnit for Crypto {
+    type Planned = PlannedCrypto;
+    type Instance = CryptoCtx;
+
+    fn link(linker: &mut Linker<InstanceState>, _kind: EngineKind) -> wasmtime::Result<()> {
+        add_to_linker(linker)
+    }
+
+    fn plan(cx: &mut PlanContext<'_>) -> Result<PlannedCrypto, PlanError> {
+        let grants = CryptoGrants::from_capabilities(cx.effective);
+        // The keystore is opened only for a component granted keys: others need no passphrase or PIN.
+        let keystore = if grants.is_empty() { None } else { Some(cx.host.keystore.open(&cx.component.description())?) };
+        Ok(PlannedCrypto { grants: Arc::new(grants), keystore })
+    }
+
+    fn instantiate(planned: &PlannedCrypto, cx: &mut InstanceContext<'_>) -> Result<CryptoCtx, CapabilityError> {
+        Ok(CryptoCtx::new(planned.grants.clone(), planned.keystore.clone(), cx.audit.clone()))
+    }
+}
+
+impl CryptoView for InstanceState {
+    fn crypto(&mut self) -> CryptoHost<'_> {
+        let (capabilities, table) = self.capabilities_and_table();
+        CryptoHost { ctx: &capabilities.crypto, table }
+    }
+}
 
 mod bindings {
     wasmtime::component::bindgen!({

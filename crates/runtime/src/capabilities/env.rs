@@ -1,7 +1,35 @@
 //! `env:NAME`: the guest sees exactly the variables its effective capabilities name, with values from
 //! `--env NAME=VALUE` or else the host environment. Others are absent.
 
+use wasmtime::component::Linker;
 use wasmzip_package::Capability;
+
+use super::{CapabilityError, CapabilityUnit};
+use crate::engine::EngineKind;
+use crate::instance::{InstanceContext, InstanceState};
+use crate::plan::{PlanContext, PlanError};
+
+/// The environment unit: the variables are decided once, when the component is planned.
+pub struct Env;
+
+impl CapabilityUnit for Env {
+    type Planned = Vec<(String, String)>;
+    type Instance = ();
+
+    fn link(_linker: &mut Linker<InstanceState>, _kind: EngineKind) -> wasmtime::Result<()> {
+        Ok(())
+    }
+
+    fn plan(cx: &mut PlanContext<'_>) -> Result<Self::Planned, PlanError> {
+        let host: Vec<(String, String)> = std::env::vars().collect();
+        Ok(plan_env(cx.effective, &cx.host.env, &host))
+    }
+
+    fn instantiate(vars: &Self::Planned, cx: &mut InstanceContext<'_>) -> Result<(), CapabilityError> {
+        cx.wasi.envs(vars);
+        Ok(())
+    }
+}
 
 /// Builds the guest environment, sorted by name.
 pub fn plan_env(effective: &[Capability], overrides: &[(String, String)], host: &[(String, String)]) -> Vec<(String, String)> {

@@ -1,13 +1,55 @@
 //! `filesystem:read:DIR` and `filesystem:write:DIR`: each effective capability becomes one Wasmtime
-//! preopen, read-only or read-write, at the guest directory it names.
+//! preopen, read-only or read-write, at the guest directory it names; the package's resources are
+//! always there read-only at `/pkg`. WASI 0.2 and 0.3 guests see the same preopens.
 
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use wasmtime::component::Linker;
+use wasmtime_wasi::FsPerms;
 use wasmzip_package::Capability;
 use wasmzip_package::capability::GuestDir;
+use wasmzip_package::manifest::RESOURCES_GUEST_DIR;
 
-use super::CapabilityError;
+use super::{CapabilityError, CapabilityUnit};
+use crate::engine::EngineKind;
+use crate::instance::{InstanceContext, InstanceState};
+use crate::plan::{PlanContext, PlanError, PlanWarning};
+
+/// The filesystem unit.
+pub struct Filesystem;
+
+impl CapabilityUnit for Filesystem {
+    type Planned = Vec<Preopen>;
+    type Instance = ();
+
+    fn link(_linker: &mut Linker<InstanceState>, _kind: EngineKind) -> wasmtime::Result<()> {
+        Ok(())
+    }
+
+    fn plan(cx: &mut PlanContext<'_>) -> Result<Vec<Preopen>, PlanError> {
+        for mount in unused_mounts(cx.effective, &cx.host.mounts) {
+            cx.warnings.push(PlanWarning::UnusedMount(mount.clone()));
+        }
+        let mut preopens = plan_preopens(cx.effective, &cx.host.mounts)?;
+        if let Some(dir) = cx.component.resources_dir() {
+            preopens.push(Preopen { guest: RESOURCES_GUEST_DIR.to_string(), host: dir.to_path_buf(), writable: false });
+        }
+        Ok(preopens)
+    }
+
+    fn instantiate(preopens: &Vec<Preopen>, cx: &mut InstanceContext<'_>) -> Result<(), CapabilityError> {
+        for p in preopens {
+            let perms = if p.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+            cx.wasi.preopened_dir(&p.host, &p.guest, perms).map_err(|e| CapabilityError::Preopen {
+                guest: p.guest.clone(),
+                host: p.host.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+}
 
 /// `--mount GUEST=HOST`: where a guest directory lives on the host (otherwise the same path).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,7 @@
-//! Outbound `wasi:http` requests: checked against the function's `network:outbound` capabilities in
-//! Wasmtime's send-request hook, counted against the per-request limit, tagged with the request's
-//! trace context, and sent through a pooled client that the function's requests share.
+//! Outbound `wasi:http` requests (WASI 0.2 `outgoing-handler` and 0.3 `client` alike): checked
+//! against the component's `network:outbound` capabilities in Wasmtime's send-request hook, counted
+//! against the per-instance limit, tagged with the instance's trace context, and sent through a
+//! pooled client that the component's instances share.
 //!
 //! Private, loopback and link-local destinations are refused unless a grant names them explicitly: an
 //! IP grant for that address, or a host-name grant for exactly that name. Wildcard grants (`*`,
@@ -23,9 +24,73 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
-use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+use wasmtime::component::Linker;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 use wasmzip_package::capability::{HostPattern, PortPattern};
-use wasmzip_runtime::audit::Auditor;
+
+use super::network::NetworkPolicy;
+use super::{CapabilityError, CapabilityUnit};
+use crate::audit::Auditor;
+use crate::engine::EngineKind;
+use crate::instance::{InstanceContext, InstanceState};
+use crate::plan::{PlanContext, PlanError};
+
+/// The outbound HTTP unit: one rule set and pooled client per component, one hook per instance.
+pub struct OutboundHttp;
+
+/// One instance's `wasi:http` state.
+pub struct HttpInstance {
+    ctx: WasiHttpCtx,
+    hooks: OutboundHooks,
+}
+
+impl HttpInstance {
+    /// The outbound requests this instance has made.
+    pub fn sent(&self) -> u32 {
+        self.hooks.limit - self.hooks.remaining
+    }
+}
+
+impl CapabilityUnit for OutboundHttp {
+    type Planned = Arc<OutboundRules>;
+    type Instance = HttpInstance;
+
+    fn link(linker: &mut Linker<InstanceState>, kind: EngineKind) -> wasmtime::Result<()> {
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+        if kind == EngineKind::Concurrent {
+            wasmtime_wasi_http::p3::add_to_linker(linker)?;
+        }
+        Ok(())
+    }
+
+    fn plan(cx: &mut PlanContext<'_>) -> Result<Self::Planned, PlanError> {
+        Ok(Arc::new(OutboundRules::new(NetworkPolicy::from_capabilities(cx.effective).outbound().to_vec())))
+    }
+
+    fn instantiate(rules: &Self::Planned, cx: &mut InstanceContext<'_>) -> Result<HttpInstance, CapabilityError> {
+        let scope = cx.scope;
+        let hooks = OutboundHooks {
+            rules: rules.clone(),
+            audit: cx.audit.clone(),
+            trace_id: scope.trace_id.clone(),
+            remaining: scope.outbound_limit,
+            limit: scope.outbound_limit,
+            denials: scope.denials.clone(),
+        };
+        Ok(HttpInstance { ctx: WasiHttpCtx::new(), hooks })
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        let (capabilities, table) = self.capabilities_and_table();
+        let http = &mut capabilities.http;
+        WasiHttpCtxView { ctx: &mut http.ctx, table, hooks: &mut http.hooks }
+    }
+}
+
+/// Outbound requests one instance may make when neither manifest nor operator sets a limit.
+pub const DEFAULT_OUTBOUND_REQUESTS: u32 = 16;
 
 /// How long an outbound request may wait for a connection and its response headers by default.
 pub const DEFAULT_OUTBOUND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -121,7 +186,7 @@ pub fn is_private(ip: IpAddr) -> bool {
     }
 }
 
-/// The outbound rules of one function version, the addresses its checks approved, and its client.
+/// The outbound rules of one component, the addresses its checks approved, and its client.
 #[derive(Clone)]
 pub struct OutboundRules {
     rules: Vec<(HostPattern, PortPattern)>,
@@ -203,8 +268,8 @@ impl OutboundRules {
 /// Counts a denial in the metrics; called with the kind of denial.
 pub type DenialCounter = Arc<dyn Fn(&'static str) + Send + Sync>;
 
-/// The hooks of one request's store.
-pub struct OutboundHooks {
+/// The hooks of one instance's store.
+struct OutboundHooks {
     /// The function's rules and client.
     pub rules: Arc<OutboundRules>,
     /// Where denials are audited.
@@ -285,7 +350,7 @@ mod tests {
 
     fn rules(tokens: &[&str]) -> OutboundRules {
         let caps: Vec<wasmzip_package::Capability> = tokens.iter().map(|t| t.parse().unwrap()).collect();
-        OutboundRules::new(wasmzip_runtime::capabilities::network::NetworkPolicy::from_capabilities(&caps).outbound().to_vec())
+        OutboundRules::new(NetworkPolicy::from_capabilities(&caps).outbound().to_vec())
     }
 
     #[tokio::test]

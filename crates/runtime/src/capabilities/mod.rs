@@ -1,29 +1,28 @@
-//! Capabilities on the host side: each domain in its own module turns the effective capability tokens
-//! into Wasmtime configuration, once, before the guest starts.
+//! Capabilities on the host side. Each is one unit ([`CapabilityUnit`]) in its own module: how it
+//! links its host interfaces, what it plans once per component from the effective capability
+//! tokens and the host's resources, and what each instance of the component holds. The list at
+//! the end of this file is the only place that names them all; adding a capability is a module and
+//! one line there.
 //!
 //! Always on, whatever is granted: stdio, wall and monotonic clocks, random numbers, and the package's
-//! own resources read-only at `/pkg`.
+//! own resources read-only at `/pkg` (see [`filesystem`]).
 
 pub mod crypto;
 pub mod env;
 pub mod filesystem;
+pub mod http;
 pub mod network;
 pub mod nn;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
-use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
-use wasmzip_package::Capability;
-use wasmzip_package::manifest::RESOURCES_GUEST_DIR;
+use wasmtime::component::Linker;
 
-use self::crypto::CryptoGrants;
-use self::filesystem::{Mount, Preopen};
-use self::network::{NetworkGuard, NetworkPolicy};
-use self::nn::NnGrants;
-use crate::limits::MAX_RANDOM_BYTES;
+use crate::engine::EngineKind;
+use crate::instance::{InstanceContext, InstanceState};
+use crate::plan::{PlanContext, PlanError};
 
-/// Why a capability could not be put in place.
+/// Why a capability could not be put in place for an instance.
 #[derive(Debug, thiserror::Error)]
 pub enum CapabilityError {
     /// The host directory behind a filesystem capability is missing.
@@ -46,64 +45,69 @@ pub enum CapabilityError {
     },
 }
 
-/// What one guest may touch, planned from its effective capabilities.
-#[derive(Debug, Clone, Default)]
-pub struct CapabilityPlan {
-    /// Directories it sees.
-    pub preopens: Vec<Preopen>,
-    /// Network rules.
-    pub network: NetworkPolicy,
-    /// Environment variables it sees.
-    pub env: Vec<(String, String)>,
-    /// Host-held keys it may use, and for what.
-    pub crypto: Arc<CryptoGrants>,
-    /// Models it may load.
-    pub nn: Arc<NnGrants>,
+/// One capability: its host interfaces, its state planned once per component, and its state in
+/// one instance.
+pub trait CapabilityUnit {
+    /// Built once per planned component and shared by all its instances.
+    type Planned: Send + Sync + 'static;
+    /// Held by one instance (in its [`InstanceState`]).
+    type Instance: Send + 'static;
+
+    /// Adds the unit's own host interfaces to the linker of the engine `kind` (nothing for units
+    /// that only configure Wasmtime's WASI); WASI 0.3 interfaces only on the concurrent engine.
+    fn link(linker: &mut Linker<InstanceState>, kind: EngineKind) -> wasmtime::Result<()>;
+
+    /// Plans the unit for one component: typed grants from the effective tokens, resources opened
+    /// or loaded once, warnings decided.
+    fn plan(cx: &mut PlanContext<'_>) -> Result<Self::Planned, PlanError>;
+
+    /// Configures one instance (its WASI context and its own state).
+    fn instantiate(planned: &Self::Planned, cx: &mut InstanceContext<'_>) -> Result<Self::Instance, CapabilityError>;
 }
 
-impl CapabilityPlan {
-    /// Plans `effective`, mapping directories through `mounts`, taking variable values from
-    /// `env_overrides` and then the host environment, and adding the package resources at `/pkg`.
-    pub fn new(
-        effective: &[Capability],
-        mounts: &[Mount],
-        env_overrides: &[(String, String)],
-        resources_dir: Option<&Path>,
-    ) -> Result<Self, CapabilityError> {
-        let mut preopens = filesystem::plan_preopens(effective, mounts)?;
-        if let Some(dir) = resources_dir {
-            preopens.push(Preopen { guest: RESOURCES_GUEST_DIR.to_string(), host: dir.to_path_buf(), writable: false });
+/// Declares the capability units: one field of the planned and of the instance aggregate each,
+/// linked, planned and instantiated in the order given.
+macro_rules! capability_units {
+    ($($(#[$doc:meta])* $field:ident: $unit:ty),* $(,)?) => {
+        /// Every unit's planned state for one component.
+        pub struct PlannedCapabilities {
+            $($(#[$doc])* pub $field: <$unit as CapabilityUnit>::Planned,)*
         }
-        let host_env: Vec<(String, String)> = std::env::vars().collect();
-        Ok(CapabilityPlan {
-            preopens,
-            network: NetworkPolicy::from_capabilities(effective),
-            env: env::plan_env(effective, env_overrides, &host_env),
-            crypto: Arc::new(CryptoGrants::from_capabilities(effective)),
-            nn: Arc::new(NnGrants::from_capabilities(effective)),
-        })
-    }
 
-    /// Applies the plan to a WASI context builder; `guard` is the instance's network guard.
-    pub fn configure(&self, builder: &mut WasiCtxBuilder, guard: &Arc<NetworkGuard>) -> Result<(), CapabilityError> {
-        for p in &self.preopens {
-            let perms = if p.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
-            builder.preopened_dir(&p.host, &p.guest, perms).map_err(|e| CapabilityError::Preopen {
-                guest: p.guest.clone(),
-                host: p.host.clone(),
-                message: e.to_string(),
-            })?;
+        /// Every unit's state in one instance.
+        pub struct InstanceCapabilities {
+            $($(#[$doc])* pub $field: <$unit as CapabilityUnit>::Instance,)*
         }
-        builder.envs(&self.env);
-        builder.max_random_size(MAX_RANDOM_BYTES);
-        // Sockets stay available so that every attempt reaches the address check, which decides and
-        // audits; name lookup is ours (see `network`).
-        builder.allow_tcp(true).allow_udp(true).allow_ip_name_lookup(true);
-        let guard = guard.clone();
-        builder.socket_addr_check(move |addr, use_| {
-            let allowed = guard.check_address(addr, use_);
-            Box::pin(async move { allowed })
-        });
-        Ok(())
-    }
+
+        /// Links every unit's host interfaces.
+        pub(crate) fn link_all(linker: &mut Linker<InstanceState>, kind: EngineKind) -> wasmtime::Result<()> {
+            $(<$unit as CapabilityUnit>::link(linker, kind)?;)*
+            Ok(())
+        }
+
+        impl PlannedCapabilities {
+            pub(crate) fn plan(cx: &mut PlanContext<'_>) -> Result<Self, PlanError> {
+                Ok(PlannedCapabilities { $($field: <$unit as CapabilityUnit>::plan(cx)?,)* })
+            }
+
+            pub(crate) fn instantiate(&self, cx: &mut InstanceContext<'_>) -> Result<InstanceCapabilities, CapabilityError> {
+                Ok(InstanceCapabilities { $($field: <$unit as CapabilityUnit>::instantiate(&self.$field, cx)?,)* })
+            }
+        }
+    };
+}
+
+capability_units! {
+    /// `filesystem:read:DIR`, `filesystem:write:DIR`, and `/pkg`.
+    filesystem: filesystem::Filesystem,
+    /// `env:NAME`.
+    env: env::Env,
+    /// `network:outbound:*` and `network:inbound:PORT` for sockets and name lookup.
+    network: network::Network,
+    /// `network:outbound:*` for outgoing `wasi:http` requests.
+    http: http::OutboundHttp,
+    /// `crypto:key:NAME:OP`.
+    crypto: crypto::Crypto,
+    /// `nn:model:NAME`.
+    nn: nn::Nn,
 }

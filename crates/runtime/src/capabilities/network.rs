@@ -9,17 +9,34 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use wasmtime::component::{Linker, Resource, ResourceTable, ResourceType};
+use wasmtime::component::{Linker, Resource, ResourceType};
 use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, IpAddress};
-use wasmtime_wasi::p2::{DynPollable, Network, Pollable, subscribe};
+use wasmtime_wasi::p2::{DynPollable, Network as WasiNetwork, Pollable, subscribe};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmzip_package::Capability;
 use wasmzip_package::capability::{HostPattern, PortPattern};
 
+use super::{CapabilityError, CapabilityUnit};
 use crate::audit::Auditor;
+use crate::engine::EngineKind;
+use crate::instance::{InstanceContext, InstanceState};
+use crate::plan::{PlanContext, PlanError};
 
-/// The WASI interface our name lookup replaces.
-const NAME_LOOKUP_INTERFACE: &str = "wasi:sockets/ip-name-lookup@0.2.12";
+/// The WASI 0.2 interface our name lookup replaces.
+const P2_NAME_LOOKUP: &str = "wasi:sockets/ip-name-lookup@0.2.12";
+/// The WASI 0.3 interface our name lookup replaces.
+const P3_NAME_LOOKUP: &str = "wasi:sockets/ip-name-lookup@0.3.0";
+
+/// Why a name lookup failed, as both WASI versions report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupError {
+    /// No effective capability covers the name (audited).
+    AccessDenied,
+    /// Not a valid name.
+    InvalidArgument,
+    /// The name does not resolve.
+    NameUnresolvable,
+}
 /// Most addresses one name may resolve to for the guest.
 pub const MAX_RESOLVED_ADDRESSES: usize = 64;
 /// Most distinct addresses one instance may have recorded from name lookups.
@@ -136,22 +153,22 @@ impl NetworkGuard {
 
     /// Resolves `name` for the guest: IP literals pass through (the address check decides), names must
     /// be covered by an effective capability.
-    async fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, ErrorCode> {
+    pub async fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, LookupError> {
         let bare = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')).unwrap_or(name);
         if let Ok(ip) = bare.parse::<IpAddr>() {
             return Ok(vec![ip.to_canonical()]);
         }
         let lower = name.trim_end_matches('.').to_ascii_lowercase();
         if lower.is_empty() || lower.len() > 253 || !lower.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
-            return Err(ErrorCode::InvalidArgument);
+            return Err(LookupError::InvalidArgument);
         }
         let Some(ports) = self.ports_for_name(&lower) else {
             self.audit.denied(&format!("name lookup of {lower}"), &format!("network:outbound:{lower}:*"));
-            return Err(ErrorCode::AccessDenied);
+            return Err(LookupError::AccessDenied);
         };
         let addrs: Vec<IpAddr> = tokio::net::lookup_host((lower.as_str(), 0))
             .await
-            .map_err(|_| ErrorCode::NameUnresolvable)?
+            .map_err(|_| LookupError::NameUnresolvable)?
             .map(|a| a.ip().to_canonical())
             .take(MAX_RESOLVED_ADDRESSES)
             .collect();
@@ -164,15 +181,7 @@ fn port_pattern(port: u16) -> PortPattern {
     if port == 0 { PortPattern::Any } else { PortPattern::Port(port) }
 }
 
-/// What a store's data must offer for the filtered name lookup.
-pub trait NameLookupView: Send + 'static {
-    /// The store's resource table.
-    fn table(&mut self) -> &mut ResourceTable;
-    /// The instance's network guard.
-    fn network_guard(&self) -> Arc<NetworkGuard>;
-}
-
-/// The guest's `resolve-address-stream`: addresses already resolved and filtered.
+/// The guest's WASI 0.2 `resolve-address-stream`: addresses already resolved and filtered.
 pub struct ResolveAddressStream(VecDeque<IpAddr>);
 
 #[wasmtime_wasi::async_trait]
@@ -180,29 +189,59 @@ impl Pollable for ResolveAddressStream {
     async fn ready(&mut self) {}
 }
 
-/// Replaces `wasi:sockets/ip-name-lookup` in a linker that already holds Wasmtime's WASI with the
-/// grant-filtered lookup above.
-pub fn add_name_lookup_to_linker<T: NameLookupView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+/// The network unit: one guard per instance, consulted by Wasmtime's socket address check and by
+/// our name lookup (for WASI 0.2 and 0.3 alike).
+pub struct Network;
+
+impl CapabilityUnit for Network {
+    type Planned = NetworkPolicy;
+    type Instance = Arc<NetworkGuard>;
+
+    fn link(linker: &mut Linker<InstanceState>, kind: EngineKind) -> wasmtime::Result<()> {
+        add_p2_name_lookup(linker)?;
+        if kind == EngineKind::Concurrent {
+            add_p3_name_lookup(linker)?;
+        }
+        Ok(())
+    }
+
+    fn plan(cx: &mut PlanContext<'_>) -> Result<NetworkPolicy, PlanError> {
+        Ok(NetworkPolicy::from_capabilities(cx.effective))
+    }
+
+    fn instantiate(policy: &NetworkPolicy, cx: &mut InstanceContext<'_>) -> Result<Arc<NetworkGuard>, CapabilityError> {
+        let guard = NetworkGuard::new(policy.clone(), cx.audit.clone());
+        // Sockets stay available so that every attempt reaches the address check, which decides and
+        // audits; name lookup is ours.
+        cx.wasi.allow_tcp(true).allow_udp(true).allow_ip_name_lookup(true);
+        let check = guard.clone();
+        cx.wasi.socket_addr_check(move |addr, use_| {
+            let allowed = check.check_address(addr, use_);
+            Box::pin(async move { allowed })
+        });
+        Ok(guard)
+    }
+}
+
+/// Replaces Wasmtime's `wasi:sockets/ip-name-lookup@0.2` with the grant-filtered lookup.
+fn add_p2_name_lookup(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
-    let mut instance = linker.instance(NAME_LOOKUP_INTERFACE)?;
+    let mut instance = linker.instance(P2_NAME_LOOKUP)?;
     instance.resource("resolve-address-stream", ResourceType::host::<ResolveAddressStream>(), |mut store, rep| {
         store.data_mut().table().delete(Resource::<ResolveAddressStream>::new_own(rep))?;
         Ok(())
     })?;
-    instance.func_wrap_async(
-        "resolve-addresses",
-        |mut store, (network, name): (Resource<Network>, String)| {
-            Box::new(async move {
-                store.data_mut().table().get(&network)?;
-                let guard = store.data().network_guard();
-                let result = match guard.resolve(&name).await {
-                    Ok(addrs) => Ok(store.data_mut().table().push(ResolveAddressStream(addrs.into()))?),
-                    Err(code) => Err(code),
-                };
-                Ok((result,))
-            })
-        },
-    )?;
+    instance.func_wrap_async("resolve-addresses", |mut store, (network, name): (Resource<WasiNetwork>, String)| {
+        Box::new(async move {
+            store.data_mut().table().get(&network)?;
+            let guard = store.data().capabilities().network.clone();
+            let result = match guard.resolve(&name).await {
+                Ok(addrs) => Ok(store.data_mut().table().push(ResolveAddressStream(addrs.into()))?),
+                Err(code) => Err(p2_code(code)),
+            };
+            Ok((result,))
+        })
+    })?;
     instance.func_wrap(
         "[method]resolve-address-stream.resolve-next-address",
         |mut store, (stream,): (Resource<ResolveAddressStream>,)| {
@@ -218,6 +257,36 @@ pub fn add_name_lookup_to_linker<T: NameLookupView>(linker: &mut Linker<T>) -> w
     )?;
     linker.allow_shadowing(false);
     Ok(())
+}
+
+/// Replaces Wasmtime's `wasi:sockets/ip-name-lookup@0.3` with the grant-filtered lookup.
+fn add_p3_name_lookup(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::p3::bindings::sockets::ip_name_lookup::ErrorCode as P3Code;
+    use wasmtime_wasi::p3::bindings::sockets::types::IpAddress as P3Address;
+    linker.allow_shadowing(true);
+    let mut instance = linker.instance(P3_NAME_LOOKUP)?;
+    instance.func_wrap_concurrent("resolve-addresses", |accessor, (name,): (String,)| {
+        Box::pin(async move {
+            let guard = accessor.with(|mut access| access.get().capabilities().network.clone());
+            let result = match guard.resolve(&name).await {
+                Ok(addrs) => Ok(addrs.into_iter().map(P3Address::from).collect::<Vec<_>>()),
+                Err(LookupError::AccessDenied) => Err(P3Code::AccessDenied),
+                Err(LookupError::InvalidArgument) => Err(P3Code::InvalidArgument),
+                Err(LookupError::NameUnresolvable) => Err(P3Code::NameUnresolvable),
+            };
+            Ok((result,))
+        })
+    })?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+fn p2_code(error: LookupError) -> ErrorCode {
+    match error {
+        LookupError::AccessDenied => ErrorCode::AccessDenied,
+        LookupError::InvalidArgument => ErrorCode::InvalidArgument,
+        LookupError::NameUnresolvable => ErrorCode::NameUnresolvable,
+    }
 }
 
 #[cfg(test)]
@@ -258,14 +327,14 @@ mod tests {
     #[tokio::test]
     async fn names_must_be_granted_and_their_addresses_are_recorded() {
         let g = guard(&["network:outbound:localhost:7000", "network:outbound:*.example.com:443"]);
-        assert_eq!(g.resolve("nothere.invalid").await, Err(ErrorCode::AccessDenied));
-        assert_eq!(g.resolve("example.com").await, Err(ErrorCode::AccessDenied), "*.example.com excludes the apex");
+        assert_eq!(g.resolve("nothere.invalid").await, Err(LookupError::AccessDenied));
+        assert_eq!(g.resolve("example.com").await, Err(LookupError::AccessDenied), "*.example.com excludes the apex");
         assert!(!g.check_address(addr("127.0.0.1:7000"), SocketAddrUse::TcpConnect), "not yet resolved");
         let addrs = g.resolve("LOCALHOST").await.unwrap();
         assert!(addrs.contains(&"127.0.0.1".parse().unwrap()), "{addrs:?}");
         assert!(g.check_address(addr("127.0.0.1:7000"), SocketAddrUse::TcpConnect));
         assert!(!g.check_address(addr("127.0.0.1:7001"), SocketAddrUse::TcpConnect), "only the granted port");
         assert_eq!(g.resolve("10.0.0.1").await.unwrap(), vec!["10.0.0.1".parse::<IpAddr>().unwrap()]);
-        assert_eq!(g.resolve("bad name!").await, Err(ErrorCode::InvalidArgument));
+        assert_eq!(g.resolve("bad name!").await, Err(LookupError::InvalidArgument));
     }
 }

@@ -8,7 +8,6 @@
 //! came in the signed package and the operator granted it.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use wasmtime::component::{Linker, ResourceTable};
@@ -16,10 +15,57 @@ use wasmtime_wasi_nn::backend::{BackendError, BackendFromDir, BackendInner};
 use wasmtime_wasi_nn::wit::{ExecutionTarget, GraphEncoding, WasiNnCtx, WasiNnView};
 use wasmtime_wasi_nn::{Backend, Graph, GraphRegistry, Registry};
 use wasmzip_nn::{Abandoned, LoadedModel, NnConfig, NnError};
-use wasmzip_package::{Capability, PackageManifest};
+use wasmzip_package::{Capability, PackagedModel};
 use wasmzip_package::capability::ModelPattern;
 
+use super::{CapabilityError, CapabilityUnit};
 use crate::audit::Auditor;
+use crate::engine::EngineKind;
+use crate::instance::{InstanceContext, InstanceState};
+use crate::plan::{PlanContext, PlanError};
+
+/// The wasi-nn unit: the granted models, loaded once per component.
+pub struct Nn;
+
+/// What the wasi-nn unit plans for a component.
+#[derive(Clone)]
+pub struct PlannedNn {
+    grants: Arc<NnGrants>,
+    models: Arc<ModelSet>,
+}
+
+impl PlannedNn {
+    /// The models loaded for the component.
+    pub fn models(&self) -> &ModelSet {
+        &self.models
+    }
+}
+
+impl CapabilityUnit for Nn {
+    type Planned = PlannedNn;
+    type Instance = NnCtx;
+
+    fn link(linker: &mut Linker<InstanceState>, _kind: EngineKind) -> wasmtime::Result<()> {
+        add_to_linker(linker)
+    }
+
+    fn plan(cx: &mut PlanContext<'_>) -> Result<PlannedNn, PlanError> {
+        let grants = NnGrants::from_capabilities(cx.effective);
+        let models = load_models(cx.component.models(), &grants, &cx.host.nn, cx.host.max_model_bytes)?;
+        Ok(PlannedNn { grants: Arc::new(grants), models: Arc::new(models) })
+    }
+
+    fn instantiate(planned: &PlannedNn, cx: &mut InstanceContext<'_>) -> Result<NnCtx, CapabilityError> {
+        Ok(NnCtx::new(planned.models.clone(), planned.grants.clone(), cx.audit.clone(), &cx.scope.abandoned))
+    }
+}
+
+impl NnView for InstanceState {
+    fn nn(&mut self) -> (&mut NnCtx, &mut ResourceTable) {
+        let (capabilities, table) = self.capabilities_and_table();
+        (&mut capabilities.nn, table)
+    }
+}
 
 /// The effective `nn:model:` capabilities, as typed rules.
 #[derive(Debug, Clone, Default)]
@@ -89,37 +135,24 @@ impl ModelSet {
 /// Default cap on the model bytes one deployment may load.
 pub const DEFAULT_MAX_MODEL_BYTES: u64 = 1 << 30;
 
-/// Loads the package's models that `grants` name, from its extracted `resources` directory, after
-/// checking their total size (as pinned in the manifest) against `cap`. Blocking.
+/// Loads the package's `models` that `grants` name, after checking their total size (as pinned in
+/// the manifest) against `cap`. Blocking.
 ///
 /// A model whose bytes the back-end rejects (corrupt, or not ONNX) is logged as an error and left
 /// out: the guest's `load-by-name` of it fails with a wasi-nn error and the rest of the package
 /// still runs. An unavailable target (`gpu` without a usable GPU), a missing back-end, an unreadable
 /// file or the cap are errors here, before anything runs.
-pub fn load_models(
-    manifest: &PackageManifest,
-    resources: Option<&Path>,
-    grants: &NnGrants,
-    config: &NnConfig,
-    cap: u64,
-) -> Result<ModelSet, NnError> {
-    let granted: Vec<_> = manifest.models.iter().filter(|(name, _)| grants.allows(name.as_str())).collect();
-    let Some(resources) = resources.filter(|_| !granted.is_empty()) else {
-        return Ok(ModelSet::default());
-    };
-    let needed: u64 = granted
-        .iter()
-        .filter_map(|(_, entry)| manifest.members.iter().find(|m| m.name == entry.member))
-        .map(|pin| pin.size)
-        .sum();
+pub fn load_models(models: &[PackagedModel], grants: &NnGrants, config: &NnConfig, cap: u64) -> Result<ModelSet, NnError> {
+    let granted: Vec<&PackagedModel> = models.iter().filter(|m| grants.allows(m.name.as_str())).collect();
+    let needed: u64 = granted.iter().map(|m| m.size).sum();
     if needed > cap {
         return Err(NnError::OverCap { needed, cap });
     }
     let mut set = ModelSet::default();
-    for (name, entry) in granted {
-        let path = resources.join(entry.resource_path());
+    for model in granted {
+        let name = &model.name;
         let started = std::time::Instant::now();
-        match wasmzip_nn::load_model(name.as_str(), &path, entry.target, config) {
+        match wasmzip_nn::load_model(name.as_str(), &model.path, model.target, config) {
             Ok(model) => {
                 tracing::info!(target: "wasmzip::nn", model = %name, backend = model.backend, device = model.device, bytes = model.bytes, "loaded model `{name}` in {:?}", started.elapsed());
                 set.models.insert(name.to_string(), model);
