@@ -9,7 +9,8 @@ cd "$(dirname "$0")"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "Installing the wasm32-wasip2 target and building wasmzip and the guests"
+step "Installing the pinned Rust toolchain and building wasmzip and the guests"
+rustup toolchain install   # the toolchain rust-toolchain.toml pins, with the wasm32-wasip2 target
 rustup target add wasm32-wasip2
 cargo build --release --locked
 # The example manifests name guests/target/...: the guests build there whatever CARGO_TARGET_DIR says.
