@@ -397,3 +397,39 @@ fn inspect_lists_members_imports_and_warnings() {
     let hello = ws.package("hellonet", "hello", &["network:outbound:example.com:443"], "", &[], true);
     run(["inspect".as_ref(), hello.as_os_str()]).expect_code(0).stdout_has(&["network:outbound:example.com:443` but imports neither wasi:sockets"]);
 }
+
+/// A download cut short is said to look truncated, and faults inside a package name the package file.
+#[test]
+fn cut_short_and_damaged_packages_name_the_file_and_the_fault() {
+    let ws = Workspace::new();
+    let pkg = hello_package(&ws);
+    let bytes = std::fs::read(&pkg).unwrap();
+    for keep in [bytes.len() - 3, bytes.len() / 2] {
+        let cut = ws.path("cut.wasmzip");
+        std::fs::write(&cut, &bytes[..keep]).unwrap();
+        refused(&ws, &cut, &["cut.wasmzip", "looks truncated"]);
+    }
+    let t = ws.path("damaged.wasmzip");
+    rebuild(&pkg, &t, |n, mut b| {
+        if n == "resources/greeting.txt" {
+            b[0] ^= 1;
+        }
+        vec![(n, b)]
+    });
+    refused(&ws, &t, &["damaged.wasmzip: ", "resources/greeting.txt"]);
+    let inspected = run(["inspect".as_ref(), t.as_os_str()]);
+    inspected.expect_code(REFUSED).stderr_has(&["damaged.wasmzip: ", "resources/greeting.txt"]);
+}
+
+/// A command-line mistake is reported on a first line of wasmzip's own, with clap's hint after it.
+#[test]
+fn command_line_errors_start_with_a_wasmzip_error_line() {
+    let r = run(["run", "--no-such-flag", "x.wasm"]);
+    r.expect_code(REFUSED);
+    let first = r.stderr.lines().next().unwrap_or_default();
+    assert!(first.starts_with("wasmzip: error: ") && first.contains("--no-such-flag"), "{}", r.stderr);
+    assert!(r.stderr.contains("--help"), "a short hint follows: {}", r.stderr);
+    assert!(!r.stderr.lines().any(|l| l.trim().is_empty()), "no blank lines: {}", r.stderr);
+    // --help is not an error.
+    run(["run", "--help"]).expect_code(0).stdout_has(&["Usage: wasmzip run"]);
+}

@@ -420,10 +420,15 @@ fn read_end_record(reader: &mut (impl Read + Seek)) -> Result<EndRecord, Archive
         malformed("archive ended while reading the end record")
     })?;
     if le_u32(&rec, 0) != END_SIG {
-        return Err(if end_signature_before(reader, len)? {
-            malformed("bytes after the end record (trailing data or an archive comment)")
-        } else {
-            malformed("no end of central directory record at the end of the archive")
+        return Err(match last_end_signature(reader, len)? {
+            // The record starts too close to the end to be whole: the file was cut short.
+            Some(at) if at + END_LEN as u64 > len => malformed(
+                "the file ends inside its end of central directory record: it looks truncated (an interrupted download?)",
+            ),
+            Some(_) => malformed("bytes after the end record (trailing data or an archive comment)"),
+            None => malformed(
+                "no end of central directory record at the end of the archive: the file looks truncated (an interrupted download?) or is not a package",
+            ),
         });
     }
     let disk = le_u16(&rec, 4);
@@ -467,7 +472,8 @@ fn read_end_record(reader: &mut (impl Read + Seek)) -> Result<EndRecord, Archive
 }
 
 /// Whether an end record signature occurs shortly before the end (for a precise diagnosis).
-fn end_signature_before(reader: &mut (impl Read + Seek), len: u64) -> Result<bool, ArchiveError> {
+/// Where the last end-record signature in the archive's tail starts, if there is one.
+fn last_end_signature(reader: &mut (impl Read + Seek), len: u64) -> Result<Option<u64>, ArchiveError> {
     let context = || "looking for the end record".to_owned();
     let start = len.saturating_sub(END_SEARCH_WINDOW);
     reader
@@ -480,7 +486,7 @@ fn end_signature_before(reader: &mut (impl Read + Seek), len: u64) -> Result<boo
         .read_to_end(&mut tail)
         .map_err(|e| io_err(context(), e))?;
     let sig = END_SIG.to_le_bytes();
-    Ok(tail.windows(sig.len()).any(|w| w == sig))
+    Ok(tail.windows(sig.len()).rposition(|w| w == sig).map(|i| start + i as u64))
 }
 
 /// Where a member's local header is and which flags the central directory gave it.
@@ -1477,6 +1483,17 @@ mod tests {
         open(&bytes).unwrap();
         bytes.push(0);
         assert_contains(&open_err(&bytes), &["bytes after the end record"]);
+    }
+
+    /// A download cut short is said to look truncated, wherever the cut falls.
+    #[test]
+    fn truncated_archives_say_so() {
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let bytes = write_archive(&[("a", Compression::Stored, b"abc"), ("b", Compression::Stored, &big)]);
+        for cut in [1, 5, END_LEN - 1, END_LEN, END_LEN + 10, bytes.len() / 2, 1000] {
+            let err = open_err(&bytes[..bytes.len() - cut]);
+            assert_contains(&err, &["looks truncated"]);
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::capability::Capability;
 use crate::manifest::{Limits, ModelTarget, Name, RoutePrefix, World};
-use crate::verify::Signer;
+use crate::verify::{ResourcesHold, Signer};
 
 /// Where a component came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +57,8 @@ pub struct VerifiedComponent {
     limits: Limits,
     routes: Vec<RoutePrefix>,
     resources_dir: Option<PathBuf>,
+    /// Keeps the extracted resources from being pruned while this component lives.
+    _resources_hold: Option<Arc<ResourcesHold>>,
     models: Vec<PackagedModel>,
 }
 
@@ -72,6 +74,7 @@ pub(crate) struct PackagedParts {
     /// The routes in force (see [`ComponentEntry::effective_routes`](crate::manifest::ComponentEntry::effective_routes)).
     pub routes: Vec<RoutePrefix>,
     pub resources_dir: Option<PathBuf>,
+    pub resources_hold: Option<Arc<ResourcesHold>>,
     pub models: Vec<PackagedModel>,
 }
 
@@ -87,6 +90,7 @@ impl VerifiedComponent {
             limits: parts.limits,
             routes: parts.routes,
             resources_dir: parts.resources_dir,
+            _resources_hold: parts.resources_hold,
             models: parts.models,
         }
     }
@@ -106,6 +110,7 @@ impl VerifiedComponent {
             limits: Limits::default(),
             routes: vec![RoutePrefix::parse("/").expect("`/` is a route")],
             resources_dir: None,
+            _resources_hold: None,
             models: Vec::new(),
         }
     }
@@ -179,9 +184,16 @@ impl VerifiedComponent {
         }
     }
 
-    /// The verified bytes.
+    /// The verified bytes (empty once planned: see [`VerifiedComponent::without_bytes`]).
     pub fn bytes(&self) -> &Arc<[u8]> {
         &self.bytes
+    }
+
+    /// The same component without its bytes, for keeping once its code is compiled: the bytes of a
+    /// component with debug info are megabytes that nothing reads again.
+    pub fn without_bytes(mut self) -> Self {
+        self.bytes = Arc::from(Vec::new());
+        self
     }
 
     /// SHA-256 of the bytes (the compile cache's key).

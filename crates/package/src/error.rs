@@ -95,9 +95,36 @@ pub enum PackageError {
     /// A capability token is malformed.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// A fault inside the package file at `path`: its manifest, a member, or its signature.
+    #[error("{}: {error}", path.display())]
+    InPackage {
+        /// The package file.
+        path: PathBuf,
+        /// The fault.
+        error: Box<PackageError>,
+    },
 }
 
 impl PackageError {
+    /// This error, naming the package file `path` when it is about the package's contents (the
+    /// manifest, a member, the signature) and does not name the file already.
+    pub fn within(self, path: &Path) -> Self {
+        match self {
+            e @ (PackageError::Manifest { .. } | PackageError::Member { .. } | PackageError::Signature(_)) => {
+                PackageError::InPackage { path: path.to_path_buf(), error: Box::new(e) }
+            }
+            other => other,
+        }
+    }
+
+    /// The fault itself, without the file it was found in.
+    pub fn fault(&self) -> &PackageError {
+        match self {
+            PackageError::InPackage { error, .. } => error.fault(),
+            other => other,
+        }
+    }
+
     /// An I/O error on `path`.
     pub(crate) fn io(path: &Path, action: &'static str, source: std::io::Error) -> Self {
         PackageError::Io { path: path.to_path_buf(), action, error: source }

@@ -24,7 +24,7 @@ pub use hashing::{sha256_file, sha256_hex};
 pub use manifest::{AuthorManifest, PackageManifest, World};
 pub use pack::{PackSummary, default_output_name, find_author_manifest, pack};
 pub use signing::{KeyId, PublicKey, SigningKey};
-pub use verify::{PackageReport, ResourceSink, Signer, TrustPolicy, VerifiedPackage, inspect_package, verify_package};
+pub use verify::{PackageReport, ResourceSink, ResourcesHold, Signer, TrustPolicy, VerifiedPackage, inspect_package, verify_package};
 
 /// Name of the manifest member.
 pub const MANIFEST_MEMBER: &str = "manifest.json";

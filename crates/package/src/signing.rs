@@ -185,6 +185,64 @@ struct EnvelopeSignature {
     sig: String,
 }
 
+/// A DSSE envelope whose shape has been checked: the payload type is [`PAYLOAD_TYPE`], the payload is
+/// base64, and it carries 1 to [`MAX_SIGNATURES`] signatures, each with a 64-hex-digit key id and a
+/// base64 signature. No signature has been verified yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedEnvelope {
+    payload: Vec<u8>,
+    signatures: Vec<(KeyId, Vec<u8>)>,
+}
+
+impl ParsedEnvelope {
+    /// Parses the bytes of `signature.dsse.json` on their own (the reader of a package also checks
+    /// that the payload is byte-identical to `manifest.json`).
+    pub fn parse(envelope: &[u8]) -> Result<Self, PackageError> {
+        parse_envelope(envelope, None)
+    }
+
+    /// The decoded payload: the `manifest.json` bytes that were signed.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// The key ids the envelope claims, unverified.
+    pub fn key_ids(&self) -> Vec<KeyId> {
+        self.signatures.iter().map(|(id, _)| *id).collect()
+    }
+
+    /// Verifies the payload with the first trusted key that signed it; strict Ed25519. Returns that
+    /// key's id.
+    pub fn verify(&self, trusted: &[PublicKey]) -> Result<KeyId, PackageError> {
+        verify_signatures(&self.signatures, &self.payload, trusted)
+    }
+}
+
+/// Parses an envelope; with `manifest`, its payload must be byte-identical to it (checked before the
+/// signatures, so that a foreign envelope is named as such first).
+fn parse_envelope(envelope: &[u8], manifest: Option<&[u8]>) -> Result<ParsedEnvelope, PackageError> {
+    let bad = |m: String| PackageError::Signature(m);
+    let env: Envelope = serde_json::from_slice(envelope).map_err(|e| bad(format!("malformed envelope: {e}")))?;
+    if env.payload_type != PAYLOAD_TYPE {
+        return Err(bad(format!("payload type `{}` is not `{PAYLOAD_TYPE}`", env.payload_type)));
+    }
+    let payload = BASE64.decode(env.payload.as_bytes()).map_err(|e| bad(format!("payload is not base64: {e}")))?;
+    if manifest.is_some_and(|m| payload != m) {
+        return Err(bad("the signed payload differs from manifest.json".into()));
+    }
+    if env.signatures.is_empty() || env.signatures.len() > MAX_SIGNATURES {
+        return Err(bad(format!("an envelope carries 1 to {MAX_SIGNATURES} signatures")));
+    }
+    let mut signatures = Vec::new();
+    for s in env.signatures {
+        let mut id = [0u8; 32];
+        hex::decode_to_slice(&s.keyid, &mut id).map_err(|_| bad(format!("key id `{}` is not 64 hex digits", s.keyid)))?;
+        let sig = BASE64.decode(s.sig.as_bytes()).map_err(|e| bad(format!("signature of key {} is not base64: {e}", s.keyid)))?;
+        signatures.push((KeyId(id), sig));
+    }
+    Ok(ParsedEnvelope { payload, signatures })
+}
+
 /// A parsed envelope whose payload matched the manifest; signatures not yet checked.
 pub(crate) struct CheckedEnvelope {
     signatures: Vec<(KeyId, Vec<u8>)>,
@@ -193,26 +251,7 @@ pub(crate) struct CheckedEnvelope {
 impl CheckedEnvelope {
     /// Parses `envelope` and checks that its payload is byte-identical to `manifest`.
     pub(crate) fn parse(envelope: &[u8], manifest: &[u8]) -> Result<Self, PackageError> {
-        let bad = |m: String| PackageError::Signature(m);
-        let env: Envelope = serde_json::from_slice(envelope).map_err(|e| bad(format!("malformed envelope: {e}")))?;
-        if env.payload_type != PAYLOAD_TYPE {
-            return Err(bad(format!("payload type `{}` is not `{PAYLOAD_TYPE}`", env.payload_type)));
-        }
-        let payload = BASE64.decode(env.payload.as_bytes()).map_err(|e| bad(format!("payload is not base64: {e}")))?;
-        if payload != manifest {
-            return Err(bad("the signed payload differs from manifest.json".into()));
-        }
-        if env.signatures.is_empty() || env.signatures.len() > MAX_SIGNATURES {
-            return Err(bad(format!("an envelope carries 1 to {MAX_SIGNATURES} signatures")));
-        }
-        let mut signatures = Vec::new();
-        for s in env.signatures {
-            let mut id = [0u8; 32];
-            hex::decode_to_slice(&s.keyid, &mut id).map_err(|_| bad(format!("key id `{}` is not 64 hex digits", s.keyid)))?;
-            let sig = BASE64.decode(s.sig.as_bytes()).map_err(|e| bad(format!("signature of key {} is not base64: {e}", s.keyid)))?;
-            signatures.push((KeyId(id), sig));
-        }
-        Ok(CheckedEnvelope { signatures })
+        parse_envelope(envelope, Some(manifest)).map(|e| CheckedEnvelope { signatures: e.signatures })
     }
 
     /// The key ids the envelope claims, unverified.
@@ -222,22 +261,27 @@ impl CheckedEnvelope {
 
     /// Verifies with the first trusted key that signed; strict Ed25519. Returns that key's id.
     pub(crate) fn verify(&self, manifest: &[u8], trusted: &[PublicKey]) -> Result<KeyId, PackageError> {
-        let message = pae(PAYLOAD_TYPE, manifest);
-        for (id, sig) in &self.signatures {
-            let Some(key) = trusted.iter().find(|k| k.id == *id) else { continue };
-            let sig = Signature::from_slice(sig)
-                .map_err(|_| PackageError::Signature(format!("signature by key {id} is not 64 bytes")))?;
-            key.key.verify_strict(&message, &sig).map_err(|_| {
-                PackageError::Signature(format!("signature by trusted key {id} does not verify: the package was altered"))
-            })?;
-            return Ok(*id);
-        }
-        let key_ids = self.key_ids().iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ");
-        if trusted.is_empty() {
-            Err(PackageError::NoTrustAnchors { key_ids })
-        } else {
-            Err(PackageError::Untrusted { key_ids })
-        }
+        verify_signatures(&self.signatures, manifest, trusted)
+    }
+}
+
+/// Verifies `manifest` with the first trusted key among `signatures`; strict Ed25519.
+fn verify_signatures(signatures: &[(KeyId, Vec<u8>)], manifest: &[u8], trusted: &[PublicKey]) -> Result<KeyId, PackageError> {
+    let message = pae(PAYLOAD_TYPE, manifest);
+    for (id, sig) in signatures {
+        let Some(key) = trusted.iter().find(|k| k.id == *id) else { continue };
+        let sig = Signature::from_slice(sig)
+            .map_err(|_| PackageError::Signature(format!("signature by key {id} is not 64 bytes")))?;
+        key.key.verify_strict(&message, &sig).map_err(|_| {
+            PackageError::Signature(format!("signature by trusted key {id} does not verify: the package was altered"))
+        })?;
+        return Ok(*id);
+    }
+    let key_ids = signatures.iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>().join(", ");
+    if trusted.is_empty() {
+        Err(PackageError::NoTrustAnchors { key_ids })
+    } else {
+        Err(PackageError::Untrusted { key_ids })
     }
 }
 
@@ -279,5 +323,21 @@ mod tests {
         assert!(key.write_pair(&dir.path().join("dev")).is_err(), "must not overwrite");
         let err = PublicKey::from_pem_file(&k).unwrap_err().to_string();
         assert!(err.contains("dev.key"), "{err}");
+    }
+
+    #[test]
+    fn parsed_envelope_alone() {
+        let key = SigningKey::generate().unwrap();
+        let manifest = b"{\"schema\":1}\n";
+        let env = ParsedEnvelope::parse(&key.sign_manifest(manifest)).unwrap();
+        assert_eq!(env.payload(), manifest);
+        assert_eq!(env.key_ids(), [key.public_key().id()]);
+        assert_eq!(env.verify(&[key.public_key()]).unwrap(), key.public_key().id());
+        assert!(matches!(env.verify(&[]).unwrap_err(), PackageError::NoTrustAnchors { .. }));
+        let none = br#"{"payload":"","payloadType":"application/vnd.wasmzip.manifest.v1+json","signatures":[]}"#;
+        assert!(ParsedEnvelope::parse(none).unwrap_err().to_string().contains("1 to 16 signatures"));
+        // Checked against a manifest, a foreign payload is named before the missing signatures.
+        let err = CheckedEnvelope::parse(none, manifest).err().unwrap().to_string();
+        assert!(err.contains("differs from manifest.json"), "{err}");
     }
 }

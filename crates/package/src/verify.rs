@@ -54,6 +54,35 @@ pub struct VerifiedPackage {
     signer: Signer,
     components: BTreeMap<Name, Arc<[u8]>>,
     resources_dir: Option<PathBuf>,
+    resources_hold: Option<Arc<ResourcesHold>>,
+}
+
+/// A shared lock on a package's extracted resources, held for as long as anything verified from the
+/// package lives: pruning the cache (which takes the lock exclusively) leaves them alone meanwhile.
+#[derive(Debug)]
+pub struct ResourcesHold {
+    _dir: File,
+}
+
+impl ResourcesHold {
+    /// Takes a shared lock on `dir` and marks it used now (its modification time, which is what
+    /// least-recently-used pruning goes by).
+    fn take(dir: &Path) -> Result<Self, PackageError> {
+        use std::os::unix::fs::MetadataExt;
+        let file = File::open(dir).map_err(|e| PackageError::io(dir, "open", e))?;
+        file.lock_shared().map_err(|e| PackageError::io(dir, "lock", e))?;
+        // A prune that held the lock first moved the directory away before releasing it.
+        let same = match (file.metadata(), std::fs::metadata(dir)) {
+            (Ok(held), Ok(now)) => held.ino() == now.ino() && held.dev() == now.dev(),
+            _ => false,
+        };
+        if !same {
+            let pruned = std::io::Error::other("the cache was pruned while the package was verified; run the command again");
+            return Err(PackageError::io(dir, "lock", pruned));
+        }
+        let _ = file.set_modified(std::time::SystemTime::now());
+        Ok(ResourcesHold { _dir: file })
+    }
 }
 
 impl VerifiedPackage {
@@ -112,6 +141,7 @@ impl VerifiedPackage {
             limits: entry.limits,
             routes: entry.effective_routes(&self.manifest.name),
             resources_dir: self.resources_dir.clone(),
+            resources_hold: self.resources_hold.clone(),
             models,
         }))
     }
@@ -155,6 +185,10 @@ pub struct PackageReport {
 /// trust, member set and sizes, then every member's digest as it is read. Fails at the first fault,
 /// naming the member, before any member is used.
 pub fn verify_package(path: &Path, trust: &TrustPolicy, resources: ResourceSink<'_>) -> Result<VerifiedPackage, PackageError> {
+    verify_in(path, trust, resources).map_err(|e| e.within(path))
+}
+
+fn verify_in(path: &Path, trust: &TrustPolicy, resources: ResourceSink<'_>) -> Result<VerifiedPackage, PackageError> {
     let mut opened = Opened::open(path)?;
     let signer = match &opened.envelope {
         Some(envelope) => Signer::Key(envelope.verify(&opened.manifest_bytes, &trust.trusted)?),
@@ -163,11 +197,16 @@ pub fn verify_package(path: &Path, trust: &TrustPolicy, resources: ResourceSink<
     };
     opened.check_member_set()?;
     let (components, resources_dir) = opened.read_members(resources)?;
-    Ok(VerifiedPackage { digest: sha256_hex(&opened.manifest_bytes), manifest: opened.manifest, signer, components, resources_dir })
+    let resources_hold = resources_dir.as_deref().map(ResourcesHold::take).transpose()?.map(Arc::new);
+    Ok(VerifiedPackage { digest: sha256_hex(&opened.manifest_bytes), manifest: opened.manifest, signer, components, resources_dir, resources_hold })
 }
 
 /// Opens a package and checks every digest, without deciding trust: for `inspect`.
 pub fn inspect_package(path: &Path) -> Result<PackageReport, PackageError> {
+    inspect_in(path).map_err(|e| e.within(path))
+}
+
+fn inspect_in(path: &Path) -> Result<PackageReport, PackageError> {
     let mut opened = Opened::open(path)?;
     let claimed_signers = opened.envelope.as_ref().map(|e| e.key_ids()).unwrap_or_default();
     opened.check_member_set()?;
