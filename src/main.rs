@@ -24,6 +24,7 @@ struct Cli {
 enum Command {
     Keygen(commands::keygen::KeygenArgs),
     Keys(commands::keys::KeysArgs),
+    Cache(commands::cache::CacheArgs),
     Pack(commands::pack::PackArgs),
     Verify(commands::verify::VerifyArgs),
     Inspect(commands::inspect::InspectArgs),
@@ -50,12 +51,30 @@ fn cap_malloc_arenas() {
     }
 }
 
+/// A command-line error in wasmzip's own format: `wasmzip: error: WHAT` as the first line, then
+/// clap's tip and usage lines, if any, as a short hint (blank lines dropped).
+fn usage_error(clap_text: &str) -> String {
+    let mut lines = clap_text.lines().filter(|l| !l.trim().is_empty());
+    let first = lines.next().unwrap_or("invalid command line");
+    let mut out = format!("wasmzip: error: {}\n", first.strip_prefix("error: ").unwrap_or(first));
+    for line in lines {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
+        // --help and --version are not errors.
+        Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(exit::REFUSED) } else { ExitCode::SUCCESS };
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprint!("{}", usage_error(&e.render().to_string()));
+            return ExitCode::from(exit::REFUSED);
         }
     };
     // A server's log (guest output, deploys) is its main output; one-shot commands only warn.
@@ -73,6 +92,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Keygen(args) => commands::keygen::run(args),
             Command::Keys(args) => commands::keys::run(args),
+            Command::Cache(args) => commands::cache::run(args),
             Command::Pack(args) => commands::pack::run(args),
             Command::Verify(args) => commands::verify::run(args),
             Command::Inspect(args) => commands::inspect::run(args),
@@ -94,4 +114,21 @@ fn main() -> ExitCode {
     // Blocking tasks a timed-out guest left behind must not hold the process open.
     runtime.shutdown_background();
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_errors_start_with_our_own_error_line() {
+        let e = Cli::try_parse_from(["wasmzip", "run", "--no-such-flag"]).err().expect("an error");
+        let text = usage_error(&e.render().to_string());
+        let mut lines = text.lines();
+        let first = lines.next().unwrap();
+        assert!(first.starts_with("wasmzip: error: ") && first.contains("--no-such-flag"), "{text}");
+        assert!(lines.all(|l| !l.trim().is_empty() && !l.starts_with("error:")), "{text}");
+        let missing = Cli::try_parse_from(["wasmzip", "pack", "--key"]).err().expect("an error");
+        assert!(usage_error(&missing.render().to_string()).starts_with("wasmzip: error: "));
+    }
 }

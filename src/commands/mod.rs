@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod cache;
 pub mod deploy;
 pub mod functions;
 pub mod inspect;

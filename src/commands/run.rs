@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use wasmzip_package::manifest::{Name, World};
 use wasmzip_package::{ResourceSink, VerifiedComponent};
-use wasmzip_runtime::{CommandOutcome, HostResources, OperatorGrants, Runtime, RuntimeConfig, plan};
+use wasmzip_runtime::{CacheOutcome, CommandOutcome, HostResources, OperatorGrants, Runtime, RuntimeConfig, plan};
 
 use crate::exit;
 use crate::options::{CacheOptions, GrantOptions, KeystoreOptions, LimitOptions, NnOptions, TrustOptions};
@@ -59,14 +59,15 @@ fn sniff(path: &Path) -> Result<Input> {
 pub async fn run(args: RunArgs) -> Result<u8> {
     let cache_root = args.cache.root()?;
     let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(cache_root.join("compiled")), pooling: None })?;
-    let component = match sniff(&args.program)? {
+    // Whether this run wrote resources into the cache (then it may be over its cap).
+    let (component, wrote_resources) = match sniff(&args.program)? {
         Input::Package => package_component(&args, &cache_root)?,
         Input::Wasm => {
             if args.component.is_some() {
                 bail!("--component applies to packages only");
             }
             let bytes = std::fs::read(&args.program).with_context(|| format!("cannot read {}", args.program.display()))?;
-            VerifiedComponent::unpackaged(&args.program, bytes)
+            (VerifiedComponent::unpackaged(&args.program, bytes), false)
         }
     };
     let grants = OperatorGrants { tokens: args.grants.grant.clone(), grant_requested: args.grants.grant_requested };
@@ -80,6 +81,9 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         memory_ceiling: None,
     };
     let planned = plan(&runtime, component, World::Cli, &grants, &host)?;
+    if wrote_resources || planned.cache_outcome() == CacheOutcome::Compiled {
+        args.cache.enforce_cap(&cache_root);
+    }
     for warning in planned.warnings() {
         eprintln!("wasmzip: warning: {warning}");
     }
@@ -94,15 +98,17 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     Ok(code)
 }
 
-/// Verifies the package and picks the component to run: the one named, or its only `cli` one.
-fn package_component(args: &RunArgs, cache_root: &Path) -> Result<VerifiedComponent> {
+/// Verifies the package and picks the component to run: the one named, or its only `cli` one. Also
+/// says whether verifying wrote the package's resources into the cache.
+fn package_component(args: &RunArgs, cache_root: &Path) -> Result<(VerifiedComponent, bool)> {
     let policy = args.trust.policy()?;
     let root = cache_root.join("packages");
     let package = wasmzip_package::verify_package(&args.program, &policy, ResourceSink::Extract { root: &root })?;
-    Ok(match &args.component {
+    let component = match &args.component {
         Some(n) => package.component(&Name::parse(n).map_err(anyhow::Error::msg)?)?,
         None => package.only_component(World::Cli).context("choose one with --component")?,
-    })
+    };
+    Ok((component, package.wrote_resources()))
 }
 
 /// Prints how the guest ended and returns the process exit code.

@@ -55,6 +55,7 @@ pub struct VerifiedPackage {
     components: BTreeMap<Name, Arc<[u8]>>,
     resources_dir: Option<PathBuf>,
     resources_hold: Option<Arc<ResourcesHold>>,
+    wrote_resources: bool,
 }
 
 /// A shared lock on a package's extracted resources, held for as long as anything verified from the
@@ -164,6 +165,12 @@ impl VerifiedPackage {
     pub fn resources_dir(&self) -> Option<&Path> {
         self.resources_dir.as_deref()
     }
+
+    /// Whether verifying wrote the resources into the cache (the first use of this package there),
+    /// so that the cache may now be over its cap.
+    pub fn wrote_resources(&self) -> bool {
+        self.wrote_resources
+    }
 }
 
 /// A package's contents for display: integrity checked (every digest), trust not decided.
@@ -196,9 +203,10 @@ fn verify_in(path: &Path, trust: &TrustPolicy, resources: ResourceSink<'_>) -> R
         None => return Err(PackageError::Unsigned),
     };
     opened.check_member_set()?;
-    let (components, resources_dir) = opened.read_members(resources)?;
+    let (components, resources_dir, wrote_resources) = opened.read_members(resources)?;
     let resources_hold = resources_dir.as_deref().map(ResourcesHold::take).transpose()?.map(Arc::new);
-    Ok(VerifiedPackage { digest: sha256_hex(&opened.manifest_bytes), manifest: opened.manifest, signer, components, resources_dir, resources_hold })
+    let digest = sha256_hex(&opened.manifest_bytes);
+    Ok(VerifiedPackage { digest, manifest: opened.manifest, signer, components, resources_dir, resources_hold, wrote_resources })
 }
 
 /// Opens a package and checks every digest, without deciding trust: for `inspect`.
@@ -210,7 +218,7 @@ fn inspect_in(path: &Path) -> Result<PackageReport, PackageError> {
     let mut opened = Opened::open(path)?;
     let claimed_signers = opened.envelope.as_ref().map(|e| e.key_ids()).unwrap_or_default();
     opened.check_member_set()?;
-    let (components, _) = opened.read_members(ResourceSink::Discard)?;
+    let (components, _, _) = opened.read_members(ResourceSink::Discard)?;
     let mut models = BTreeMap::new();
     for (name, model) in opened.manifest.models.clone() {
         let pin = opened.manifest.members.iter().find(|p| p.name == model.member).cloned().expect("checked in PackageManifest::from_bytes");
@@ -274,7 +282,9 @@ impl Opened {
 
     /// Reads each pinned member once, hashing as it goes: components into memory, resources into the
     /// sink.
-    fn read_members(&mut self, sink: ResourceSink<'_>) -> Result<(BTreeMap<Name, Arc<[u8]>>, Option<PathBuf>), PackageError> {
+    /// Reads every member against its pin: the components into memory, the resources into `sink`.
+    /// Returns the components, the resources' directory, and whether it was written now.
+    fn read_members(&mut self, sink: ResourceSink<'_>) -> Result<(BTreeMap<Name, Arc<[u8]>>, Option<PathBuf>, bool), PackageError> {
         // Owned copies: reading borrows the archive reader mutably.
         let by_member: BTreeMap<String, Name> =
             self.manifest.components.iter().map(|(n, c)| (c.member.clone(), n.clone())).collect();
@@ -293,18 +303,21 @@ impl Opened {
             components.insert(name.clone(), Arc::from(bytes));
         }
 
-        let resources_dir = match sink {
+        let (resources_dir, wrote) = match sink {
             ResourceSink::Discard => {
                 for pin in resources {
                     self.read_pinned(pin, std::io::sink())?;
                 }
-                None
+                (None, false)
             }
             // Nothing to show at /pkg: no directory, and no preopen for each instance.
-            ResourceSink::Extract { .. } if resources.is_empty() => None,
-            ResourceSink::Extract { root } => Some(self.extract(root, &resources)?),
+            ResourceSink::Extract { .. } if resources.is_empty() => (None, false),
+            ResourceSink::Extract { root } => {
+                let (dir, wrote) = self.extract(root, &resources)?;
+                (Some(dir), wrote)
+            }
         };
-        Ok((components, resources_dir))
+        Ok((components, resources_dir, wrote))
     }
 
     fn read_pinned<W: Write>(&mut self, pin: &MemberPin, sink: W) -> Result<W, PackageError> {
@@ -322,15 +335,15 @@ impl Opened {
 
     /// Writes the resources into a fresh private directory and renames it into place once all verify.
     /// An existing directory for this digest was written by an earlier verified extraction, so the
-    /// archive's bytes are then only hashed.
-    fn extract(&mut self, root: &Path, resources: &[&MemberPin]) -> Result<PathBuf, PackageError> {
+    /// archive's bytes are then only hashed. Says whether it wrote the directory.
+    fn extract(&mut self, root: &Path, resources: &[&MemberPin]) -> Result<(PathBuf, bool), PackageError> {
         let digest = sha256_hex(&self.manifest_bytes);
         let target = root.join(&digest);
         if target.is_dir() {
             for pin in resources {
                 self.read_pinned(pin, std::io::sink())?;
             }
-            return Ok(target);
+            return Ok((target, false));
         }
         create_private_dir(root)?;
         let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
@@ -365,7 +378,7 @@ impl Opened {
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&tmp);
         }
-        result.map(|()| target)
+        result.map(|()| (target, true))
     }
 }
 

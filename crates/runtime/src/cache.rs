@@ -78,7 +78,10 @@ impl CompileCache {
         let path = self.entry_path(kind, digest);
         let file = std::fs::File::open(&path).ok()?;
         match check_entry(file) {
-            Ok(code_len) => Some(CheckedEntry { path, code_len }),
+            Ok(code_len) => {
+                crate::cache_dir::touch(&path);
+                Some(CheckedEntry { path, code_len })
+            }
             Err(EntryError::OlderFormat) => {
                 tracing::debug!(path = %path.display(), "replacing a compile-cache entry of an earlier format");
                 let _ = std::fs::remove_file(&path);

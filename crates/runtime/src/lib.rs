@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod cache;
+pub mod cache_dir;
 pub mod capabilities;
 pub mod command;
 pub mod engine;
