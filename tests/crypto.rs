@@ -296,8 +296,8 @@ fn ungranted_keys_and_operations_are_denied(kind: Kind) {
     // A key that exists but is not granted and one that does not exist look the same to the guest.
     let exists = keys.vault(&ws, &pkg, &["crypto:key:vault-key:*"], &["seal", "other", "/data/plain.txt", "/data/o"]);
     let absent = keys.vault(&ws, &pkg, &["crypto:key:vault-key:*"], &["seal", "ghost", "/data/plain.txt", "/data/o"]);
-    exists.expect_code(VAULT_DENIED).stderr_has(&["crypto:key:other:OP"]);
-    absent.expect_code(VAULT_DENIED).stderr_has(&["crypto:key:ghost:OP"]);
+    exists.expect_code(VAULT_DENIED).stderr_has(&["needs crypto:key:other:*"]);
+    absent.expect_code(VAULT_DENIED).stderr_has(&["needs crypto:key:ghost:*"]);
     let guest_line = |r: &Run| r.stderr.lines().find(|l| l.starts_with("vault:")).map(|l| l.replace("ghost", "other")).unwrap_or_default();
     assert_eq!(guest_line(&exists), guest_line(&absent), "the guest must not learn which keys exist");
     // A grant the package did not request gives nothing: the guest never gets more than it asked for.
@@ -343,7 +343,7 @@ fn signer_serves_signatures(kind: Kind) {
     // Not granted at deploy (though requested): 403, and an audit line naming the token.
     let r = server.request("POST", "/signer", &[("x-key", "secret")], body);
     assert_eq!(r.status, 403, "{}", r.text());
-    server.wait_for_log(&["wasmzip::audit", "crypto:key:secret:OP"], std::time::Duration::from_secs(5));
+    server.wait_for_log(&["wasmzip::audit", "needs crypto:key:secret:*"], std::time::Duration::from_secs(5));
 
     // Many requests at once share the keystore (one session pool for PKCS#11) and all succeed.
     let handles: Vec<_> = (0..16)
@@ -457,4 +457,34 @@ fn pkcs11_private_keys_are_not_extractable() {
         }
     }
     assert_eq!(secret_objects, 5, "four keys, one rotated, in:\n{listing}");
+
+    // Each key may do exactly its operations: every other usage flag is false (pkcs11-tool lists
+    // the true ones on an object's Usage line).
+    let expected = |kind: &str, label: &str| -> &[&str] {
+        match (kind, label.split(':').nth(1).unwrap_or_default()) {
+            ("Private", "hsm-ed" | "hsm-ec") => &["sign"],
+            ("Public", "hsm-ed" | "hsm-ec") => &["verify"],
+            ("Secret", "hsm-aes") => &["encrypt", "decrypt"],
+            // pkcs11-tool never lists `sign` for a secret key; that the HMAC key signs is shown by
+            // every tag the other tests make with it.
+            ("Secret", "hsm-mac") => &["verify"],
+            other => panic!("unexpected object {other:?} in:\n{listing}"),
+        }
+    };
+    let (mut kind, mut label, mut checked) = (String::new(), String::new(), 0);
+    for line in listing.lines() {
+        if let Some((head, _)) = line.split_once(" Key Object") {
+            kind = head.to_string();
+        } else if let Some(l) = line.trim().strip_prefix("label:") {
+            label = l.trim().to_string();
+        } else if let Some(usage) = line.trim().strip_prefix("Usage:") {
+            let mut flags: Vec<&str> = usage.split(',').map(str::trim).filter(|f| !f.is_empty() && *f != "none").collect();
+            flags.sort();
+            let mut want = expected(&kind, &label).to_vec();
+            want.sort();
+            assert_eq!(flags, want, "{kind} key {label}: usage flags ({usage})");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 8, "five secret or private objects and three public keys, in:\n{listing}");
 }

@@ -153,6 +153,11 @@ fn resources_are_visible_read_only_at_pkg() {
     let r = ws.run_pkg(&pkg, &["--", "write", "/pkg/greeting.txt", "changed"]);
     assert!(r.stdout.starts_with("error: "), "{}", r.stdout);
     ws.run_pkg(&pkg, &["--", "read", "/pkg/greeting.txt"]).stdout_has(&["from the package"]);
+    // A package without resources has no /pkg at all (docs/package-format.md, docs/cli.md).
+    let bare = ws.package("nores", "fs-tool", &[], "", &[], true);
+    let r = ws.run_pkg(&bare, &["--", "ls", "/pkg"]);
+    r.expect_code(1);
+    assert!(r.stdout.starts_with("error: "), "{}", r.stdout);
 }
 
 /// A loopback TCP server that answers each connection with `pong`, for a bounded number of connections.

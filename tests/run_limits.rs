@@ -146,3 +146,13 @@ fn compile_cache_is_used_and_corrupt_entries_are_recompiled() {
     std::fs::remove_dir_all(cache.path()).unwrap();
     go();
 }
+
+/// The handle cap counts what the guest holds: a clock pollable is one handle to the guest, though
+/// the host keeps two table entries for it, so 16,000 fit under the cap of 16,384 and 17,000 do not.
+#[test]
+fn the_handle_cap_counts_the_guests_handles() {
+    let nap = guest("nap");
+    let nap = nap.to_str().unwrap();
+    run(["run", nap, "--", "--pollables", "16000"]).expect_code(0).stdout_has(&["pollables 16000 ok"]);
+    run(["run", nap, "--", "--pollables", "17000"]).expect_code(TRAP).stderr_has(&["store handle limit exceeded"]);
+}

@@ -175,9 +175,10 @@ fn limits_hold_while_a_guest_waits_or_computes() {
     // Memory: all memories together, under the operator's limit.
     run(["run", "--max-memory", "64MiB", &w, "--", "alloc", "16"]).expect_code(0).stdout_has(&["alloc 16 ok"]);
     run(["run", "--max-memory", "64MiB", &w, "--", "alloc", "128"]).expect_code(MEMORY).stderr_has(&["memory limit of 64MiB"]);
-    // Handles: the streams and futures a guest makes count against the same cap as its resources.
-    run(["run", &w, "--", "handles", "100"]).expect_code(0).stdout_has(&["handles 100 ok"]);
-    run(["run", &w, "--", "handles", "20000"]).expect_code(TRAP).stderr_has(&["resource table has no free keys"]);
+    // Handles: the streams and futures a guest makes count against the same cap as its resources,
+    // each end one handle: 8,000 pairs fit in 16,384, 9,000 do not.
+    run(["run", &w, "--", "handles", "8000"]).expect_code(0).stdout_has(&["handles 8000 ok"]);
+    run(["run", &w, "--", "handles", "9000"]).expect_code(TRAP).stderr_has(&["store handle limit exceeded"]);
 }
 
 #[test]

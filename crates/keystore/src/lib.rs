@@ -247,6 +247,12 @@ pub trait Keystore: Send + Sync {
     /// What this store is, for messages (`software keystore at DIR`, `PKCS#11 token "LABEL"`).
     fn describe(&self) -> String;
 
+    /// Whether a call may wait on something outside the process (an HSM, a network token), so that
+    /// an async caller should make it off the thread that serves other connections.
+    fn may_block(&self) -> bool {
+        false
+    }
+
     /// Creates `name` with version 1. Fails with [`KeystoreError::Exists`] if it exists.
     fn create(&self, name: &KeyName, key_type: KeyType) -> Result<KeyInfo, KeystoreError>;
 

@@ -631,36 +631,49 @@ impl Pkcs11Store {
             t.extend_from_slice(usage);
             t
         };
+        // Every usage flag an object of its class has is set, true for what the key is for and false
+        // for everything else: a token's defaults vary (SoftHSM2 lets an HMAC key encrypt and wrap, a
+        // private key decrypt and unwrap), and a key must be good for nothing but its operations.
+        let only = |class: &[AttributeType], allowed: &[AttributeType]| -> Vec<Attribute> {
+            let flag = |t: AttributeType, on: bool| match t {
+                AttributeType::Sign => Attribute::Sign(on),
+                AttributeType::Verify => Attribute::Verify(on),
+                AttributeType::Encrypt => Attribute::Encrypt(on),
+                AttributeType::Decrypt => Attribute::Decrypt(on),
+                AttributeType::Wrap => Attribute::Wrap(on),
+                AttributeType::Unwrap => Attribute::Unwrap(on),
+                AttributeType::SignRecover => Attribute::SignRecover(on),
+                AttributeType::VerifyRecover => Attribute::VerifyRecover(on),
+                _ => Attribute::Derive(on),
+            };
+            class.iter().map(|t| flag(*t, allowed.contains(t))).collect()
+        };
         match key_type {
             KeyType::Ed25519 | KeyType::P256 => {
                 let (mechanism, params) = match key_type {
                     KeyType::Ed25519 => (Mechanism::EccEdwardsKeyPairGen, ED25519_OID),
                     _ => (Mechanism::EccKeyPairGen, P256_OID),
                 };
-                let public = [
+                let mut public = vec![
                     Attribute::Token(true),
                     Attribute::Private(false),
                     Attribute::Label(label_bytes.clone()),
                     Attribute::Id(label_bytes.clone()),
                     Attribute::EcParams(params.to_vec()),
-                    Attribute::Verify(true),
                 ];
-                let private = secret_template(&[Attribute::Sign(true), Attribute::Derive(false)]);
+                public.extend(only(&PUBLIC_KEY_USAGE, &[AttributeType::Verify]));
+                let private = secret_template(&only(&PRIVATE_KEY_USAGE, &[AttributeType::Sign]));
                 s.generate_key_pair(&mechanism, &public, &private)?;
             }
             KeyType::Aes256Gcm => {
-                let template = secret_template(&[
-                    Attribute::ValueLen(ulong(32)),
-                    Attribute::Encrypt(true),
-                    Attribute::Decrypt(true),
-                    Attribute::Wrap(false),
-                    Attribute::Unwrap(false),
-                ]);
-                s.generate_key(&Mechanism::AesKeyGen, &template)?;
+                let mut usage = vec![Attribute::ValueLen(ulong(32))];
+                usage.extend(only(&SECRET_KEY_USAGE, &[AttributeType::Encrypt, AttributeType::Decrypt]));
+                s.generate_key(&Mechanism::AesKeyGen, &secret_template(&usage))?;
             }
             KeyType::HmacSha256 => {
-                let template = secret_template(&[Attribute::ValueLen(ulong(32)), Attribute::Sign(true), Attribute::Verify(true)]);
-                s.generate_key(&Mechanism::GenericSecretKeyGen, &template)?;
+                let mut usage = vec![Attribute::ValueLen(ulong(32))];
+                usage.extend(only(&SECRET_KEY_USAGE, &[AttributeType::Sign, AttributeType::Verify]));
+                s.generate_key(&Mechanism::GenericSecretKeyGen, &secret_template(&usage))?;
             }
         }
         Ok(())
@@ -722,6 +735,11 @@ impl Pkcs11Store {
 impl Keystore for Pkcs11Store {
     fn describe(&self) -> String {
         format!("PKCS#11 token \"{}\" ({})", self.token_label, self.module.display())
+    }
+
+    /// A token is a device (or a service behind a module): its calls can take milliseconds or hang.
+    fn may_block(&self) -> bool {
+        true
     }
 
     fn create(&self, name: &KeyName, key_type: KeyType) -> Result<KeyInfo, KeystoreError> {
@@ -872,6 +890,23 @@ impl Keystore for Pkcs11Store {
         Ok(bool::from(expected.as_slice().ct_eq(tag.bytes.as_slice())))
     }
 }
+
+/// The usage flags of a public key (PKCS#11 v2.40 §4.8), each set explicitly by `generate`.
+const PUBLIC_KEY_USAGE: [AttributeType; 5] =
+    [AttributeType::Encrypt, AttributeType::Verify, AttributeType::VerifyRecover, AttributeType::Wrap, AttributeType::Derive];
+/// The usage flags of a private key (§4.9).
+const PRIVATE_KEY_USAGE: [AttributeType; 5] =
+    [AttributeType::Decrypt, AttributeType::Sign, AttributeType::SignRecover, AttributeType::Unwrap, AttributeType::Derive];
+/// The usage flags of a secret key (§4.10).
+const SECRET_KEY_USAGE: [AttributeType; 7] = [
+    AttributeType::Encrypt,
+    AttributeType::Decrypt,
+    AttributeType::Sign,
+    AttributeType::Verify,
+    AttributeType::Wrap,
+    AttributeType::Unwrap,
+    AttributeType::Derive,
+];
 
 #[cfg(test)]
 mod tests {

@@ -73,16 +73,16 @@ impl PoolConfig {
     pub const CORE_PER_COMPONENT: u32 = 8;
 
     /// Bytes kept resident per slot by default: the initial memory of the guests we serve (a Rust
-    /// HTTP handler starts at about 1.1 MiB; `json-transform` at 4 MiB), so a slot's next instance
-    /// faults nothing in and no request pays for unmapping memory (`madvise`, whose TLB shootdowns
-    /// stall every core of a multi-threaded server).
+    /// HTTP handler starts at about 1.1 MiB, `json-transform` at 4 MiB), so that resetting a slot
+    /// never unmaps memory. Unmapping (`madvise`) costs little itself but makes every other core of
+    /// the server flush its TLB, and the next instance faults the pages in again.
     ///
-    /// Resetting a resident slot clears all of it, up to the memory the instance could reach, since
-    /// Wasmtime 50 no longer tells written pages from untouched ones: its `PAGEMAP_SCAN` reset
-    /// counts a page that was never mapped as written, so every reset cleared the whole budget and
-    /// then unmapped the rest anyway. Measured with `bench/serve.sh` against the Wasmtime 48 build
-    /// (docs/benchmarks.md): clearing 4 MiB without the scan served hello-http and json-transform at
-    /// about the old rate; 1 MiB with the scan at half of it.
+    /// The reset clears all of the kept memory the instance could reach, not only what it wrote:
+    /// Wasmtime 50's `PAGEMAP_SCAN` reset counts pages that were never mapped as written, so it
+    /// cleared the whole budget anyway and then also unmapped the rest, and is left off. Measured
+    /// against the Wasmtime 48 build at 16 connections (docs/benchmarks.md): 4 MiB cleared served
+    /// hello-http at 0.8-0.9 and json-transform at 0.8-0.95 of it; 1 MiB with or without the scan,
+    /// or nothing kept, at 0.45 and 0.65.
     pub const DEFAULT_KEEP_RESIDENT: u64 = 4 << 20;
 
     /// The bytes of linear memory kept resident per slot, after defaults.

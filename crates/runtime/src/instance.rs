@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use wasmtime::Store;
 use wasmtime::component::ResourceTable;
+use wasmtime_wasi::filesystem::WasiFilesystemCtx;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmzip_nn::Abandoned;
@@ -14,7 +15,7 @@ use wasmzip_nn::Abandoned;
 use crate::audit::Auditor;
 use crate::capabilities::http::DenialCounter;
 use crate::capabilities::{CapabilityError, InstanceCapabilities};
-use crate::limits::{GuestLimiter, MAX_RANDOM_BYTES, MAX_RESOURCE_HANDLES};
+use crate::limits::{GuestLimiter, MAX_HOST_TABLE_ENTRIES, MAX_RANDOM_BYTES, MAX_RESOURCE_HANDLES};
 use crate::plan::PlannedComponent;
 
 /// What is particular to one instance.
@@ -57,6 +58,9 @@ pub struct InstanceContext<'a> {
     pub audit: Auditor,
     /// The instance's scope.
     pub scope: &'a InstanceScope,
+    /// The preopened directories, opened when the component was planned, to put in the built
+    /// context in place of the builder's (the builder can only open directories by path).
+    pub filesystem: Option<WasiFilesystemCtx>,
 }
 
 /// The data of a component instance's store: WASI, its resource table, its memory limiter and
@@ -121,7 +125,7 @@ impl PlannedComponent {
         &self,
         scope: &InstanceScope,
         stdio: impl FnOnce(&mut WasiCtxBuilder),
-    ) -> Result<(WasiCtxBuilder, InstanceCapabilities), CapabilityError> {
+    ) -> Result<(WasiCtxBuilder, InstanceCapabilities, Option<WasiFilesystemCtx>), CapabilityError> {
         let mut builder = WasiCtxBuilder::new();
         builder.max_random_size(MAX_RANDOM_BYTES);
         stdio(&mut builder);
@@ -129,17 +133,22 @@ impl PlannedComponent {
             Some(label) => format!("{} {label}", self.component().subject()),
             None => self.component().subject(),
         };
-        let mut cx = InstanceContext { wasi: &mut builder, audit: Auditor::new(subject), scope };
+        let mut cx = InstanceContext { wasi: &mut builder, audit: Auditor::new(subject), scope, filesystem: None };
         let capabilities = self.capabilities().instantiate(&mut cx)?;
-        Ok((builder, capabilities))
+        let filesystem = cx.filesystem.take();
+        Ok((builder, capabilities, filesystem))
     }
 
     /// The state of one new component instance.
     pub fn instance_state(&self, scope: &InstanceScope, stdio: impl FnOnce(&mut WasiCtxBuilder)) -> Result<InstanceState, CapabilityError> {
-        let (mut builder, capabilities) = self.configure(scope, stdio)?;
+        let (mut builder, capabilities, filesystem) = self.configure(scope, stdio)?;
+        let mut wasi = builder.build();
+        if let Some(fs) = filesystem {
+            *wasi.filesystem() = fs;
+        }
         let mut table = ResourceTable::new();
-        table.set_max_capacity(MAX_RESOURCE_HANDLES);
-        Ok(InstanceState { wasi: builder.build(), table, limiter: GuestLimiter::new(&self.limits()), capabilities })
+        table.set_max_capacity(MAX_HOST_TABLE_ENTRIES);
+        Ok(InstanceState { wasi, table, limiter: GuestLimiter::new(&self.limits()), capabilities })
     }
 
     /// A store for one new component instance, its limits in place.
@@ -151,18 +160,24 @@ impl PlannedComponent {
 
     /// A store for a preview-1 module: the same capabilities, through WASI preview 1.
     pub fn new_module_store(&self, scope: &InstanceScope, stdio: impl FnOnce(&mut WasiCtxBuilder)) -> Result<Store<ModuleState>, CapabilityError> {
-        let (mut builder, _component_only) = self.configure(scope, stdio)?;
-        let mut store = Store::new(self.engine(), ModuleState { wasi: builder.build_p1(), limiter: GuestLimiter::new(&self.limits()) });
+        let (mut builder, _component_only, filesystem) = self.configure(scope, stdio)?;
+        let mut wasi = builder.build_p1();
+        if let Some(fs) = filesystem {
+            *WasiView::ctx(&mut wasi).ctx.filesystem() = fs;
+        }
+        let mut store = Store::new(self.engine(), ModuleState { wasi, limiter: GuestLimiter::new(&self.limits()) });
         store.limiter(|s| &mut s.limiter);
         Ok(store)
     }
 }
 
-/// Puts a component store's limits in place: its memory limiter, and the handle cap on the table
-/// the component model keeps for streams, futures and tasks (WASI 0.3).
+/// Puts a component store's limits in place: its memory limiter, the cap on the handles the guest
+/// holds, and the backstop on the table the component model keeps for streams, futures and tasks
+/// (WASI 0.3).
 pub fn limit_store(store: &mut Store<InstanceState>) {
     store.limiter(|s| &mut s.limiter);
+    store.set_max_component_handles(MAX_RESOURCE_HANDLES);
     if let Some(table) = store.concurrent_resource_table() {
-        table.set_max_capacity(MAX_RESOURCE_HANDLES);
+        table.set_max_capacity(MAX_HOST_TABLE_ENTRIES);
     }
 }

@@ -11,8 +11,13 @@ pub const MAX_INSTANCES: usize = 1_000;
 pub const MAX_TABLES: usize = 1_000;
 /// Most linear memories one store may hold.
 pub const MAX_MEMORIES: usize = 100;
-/// Most host resources (files, streams, sockets, ...) a guest may hold open at once.
+/// Most handles (files, streams, sockets, pollables, futures, ...) a guest may hold at once, counted
+/// as the guest holds them: Wasmtime's count of live component-model handles in the store.
 pub const MAX_RESOURCE_HANDLES: usize = 16_384;
+/// Most entries the host's resource tables may hold for one instance. Behind one guest handle the
+/// host may keep another entry of its own (a clock pollable is a deadline plus the pollable over
+/// it), so this is a backstop above [`MAX_RESOURCE_HANDLES`], never what a guest meets first.
+pub const MAX_HOST_TABLE_ENTRIES: usize = 4 * MAX_RESOURCE_HANDLES;
 /// Most bytes one `wasi:random` call may ask the host to produce.
 pub const MAX_RANDOM_BYTES: u64 = 1 << 20;
 /// Linear memory a guest gets when neither the manifest nor the operator says otherwise.

@@ -213,7 +213,7 @@ pub struct PlannedComponent {
 }
 
 impl PlannedComponent {
-    /// The verified component it was planned from.
+    /// The verified component it was planned from (its bytes dropped once compiled).
     pub fn component(&self) -> &VerifiedComponent {
         &self.component
     }
@@ -335,6 +335,7 @@ pub fn plan(
         },
     };
     let entry = kind.entry(runtime, engine, program, &what)?;
+    let component = component.without_bytes();
     Ok(PlannedComponent { component, effective, limits, engine: runtime.engine(engine).clone(), engine_kind: engine, entry, capabilities, warnings, cache })
 }
 

@@ -52,7 +52,7 @@ impl CapabilityUnit for Crypto {
     fn plan(cx: &mut PlanContext<'_>) -> Result<PlannedCrypto, PlanError> {
         let grants = CryptoGrants::from_capabilities(cx.effective);
         // The keystore is opened only for a component granted keys: others need no passphrase or PIN.
-        let keystore = if grants.is_empty() { None } else { Some(cx.host.keystore.open(&cx.component.description())?) };
+        let keystore = if grants.is_empty() { None } else { Some(OffWorker::wrap(cx.host.keystore.open(&cx.component.description())?)) };
         Ok(PlannedCrypto { grants: Arc::new(grants), keystore })
     }
 
@@ -214,6 +214,74 @@ pub fn add_to_linker<T: CryptoView + 'static>(linker: &mut Linker<T>) -> wasmtim
     Ok(())
 }
 
+/// A keystore whose calls may block ([`Keystore::may_block`]: an HSM), called so that a slow call does
+/// not hold up the other connections of the async worker thread it is made on: on a multi-threaded
+/// Tokio runtime (serve's connection workers, `run`) the call runs in [`tokio::task::block_in_place`],
+/// which hands the worker's other tasks to another thread meanwhile. Elsewhere it runs as is.
+struct OffWorker(Arc<dyn Keystore>);
+
+impl OffWorker {
+    /// `keystore`, wrapped if its calls may block.
+    fn wrap(keystore: Arc<dyn Keystore>) -> Arc<dyn Keystore> {
+        if keystore.may_block() { Arc::new(OffWorker(keystore)) } else { keystore }
+    }
+}
+
+/// Runs `call` off the current async worker when there is one to hand over.
+fn off_worker<R>(call: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread) {
+        tokio::task::block_in_place(call)
+    } else {
+        call()
+    }
+}
+
+impl Keystore for OffWorker {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    fn may_block(&self) -> bool {
+        true
+    }
+    fn create(&self, name: &KeyName, key_type: KeyType) -> Result<wasmzip_keystore::KeyInfo, KeystoreError> {
+        off_worker(|| self.0.create(name, key_type))
+    }
+    fn rotate(&self, name: &KeyName) -> Result<wasmzip_keystore::KeyInfo, KeystoreError> {
+        off_worker(|| self.0.rotate(name))
+    }
+    fn delete(&self, name: &KeyName) -> Result<wasmzip_keystore::KeyInfo, KeystoreError> {
+        off_worker(|| self.0.delete(name))
+    }
+    fn list(&self) -> Result<Vec<wasmzip_keystore::KeyInfo>, KeystoreError> {
+        off_worker(|| self.0.list())
+    }
+    fn info(&self, name: &KeyName) -> Result<wasmzip_keystore::KeyInfo, KeystoreError> {
+        off_worker(|| self.0.info(name))
+    }
+    fn public_key(&self, name: &KeyName, version: Option<u32>) -> Result<wasmzip_keystore::PublicKey, KeystoreError> {
+        off_worker(|| self.0.public_key(name, version))
+    }
+    fn sign(&self, name: &KeyName, message: &[u8]) -> Result<wasmzip_keystore::Signature, KeystoreError> {
+        off_worker(|| self.0.sign(name, message))
+    }
+    fn verify(&self, name: &KeyName, message: &[u8], signature: &wasmzip_keystore::Signature) -> Result<bool, KeystoreError> {
+        off_worker(|| self.0.verify(name, message, signature))
+    }
+    fn seal(&self, name: &KeyName, plaintext: &[u8], aad: &[u8]) -> Result<wasmzip_keystore::Sealed, KeystoreError> {
+        off_worker(|| self.0.seal(name, plaintext, aad))
+    }
+    fn open(&self, name: &KeyName, sealed: &wasmzip_keystore::Sealed, aad: &[u8]) -> Result<Vec<u8>, KeystoreError> {
+        off_worker(|| self.0.open(name, sealed, aad))
+    }
+    fn tag(&self, name: &KeyName, data: &[u8]) -> Result<wasmzip_keystore::Tag, KeystoreError> {
+        off_worker(|| self.0.tag(name, data))
+    }
+    fn check(&self, name: &KeyName, data: &[u8], tag: &wasmzip_keystore::Tag) -> Result<bool, KeystoreError> {
+        off_worker(|| self.0.check(name, data, tag))
+    }
+}
+
 /// Turns a keystore error into the guest's error, logging what the guest must not see.
 fn guest_error(key: &KeyName, error: KeystoreError) -> types::Error {
     match error {
@@ -307,7 +375,15 @@ impl keys::Host for CryptoHost<'_> {
         // `denied` whether or not such a key exists.
         if !self.ctx.grants.names(&name) {
             let shown: String = name.chars().take(80).collect();
-            self.ctx.audit.denied(&format!("opening key `{shown}`"), &format!("crypto:key:{shown}:OP"));
+            // Opening needs a grant of some operation on the key (which one the guest wants comes
+            // later); the token named grants every operation, and any one of them would do.
+            match format!("crypto:key:{name}:*").parse::<Capability>() {
+                Ok(needed) => self.ctx.audit.denied_capability(
+                    &format!("opening key `{shown}` (a grant of any operation on it allows opening: sign, verify, seal, open or mac)"),
+                    &needed,
+                ),
+                Err(_) => self.ctx.audit.denied(&format!("opening key `{shown}`"), "nothing: it is not a valid key name"),
+            }
             return Ok(Err(types::Error::Denied));
         }
         let key = match KeyName::parse(&name) {
@@ -408,5 +484,33 @@ mod tests {
         assert!(g.allows("vault", Operation::Open) && g.allows("vault", Operation::Mac));
         assert!(!g.allows("other", Operation::Sign));
         assert!(CryptoGrants::from_capabilities(&[]).is_empty());
+    }
+
+    /// A slow keystore call on a one-thread worker (like serve's connection workers) does not hold up
+    /// the worker's other tasks: a timer elsewhere fires while the call blocks.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_blocking_keystore_call_leaves_the_worker_to_other_tasks() {
+        let slow_call = std::time::Duration::from_millis(600);
+        let started = std::time::Instant::now();
+        let other = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            started.elapsed()
+        });
+        // On the worker (the test's own body runs on another thread), blocking it as a PKCS#11 call does.
+        let call = tokio::spawn(async move { off_worker(|| std::thread::sleep(slow_call)) });
+        let other_done = other.await.unwrap();
+        call.await.unwrap();
+        assert!(other_done < slow_call, "the other task waited for the keystore call ({other_done:?})");
+    }
+
+    #[test]
+    fn only_keystores_that_may_block_are_moved_off_the_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let software: Arc<dyn Keystore> = Arc::new(wasmzip_keystore::software::SoftwareStore::open(dir.path(), "pass", true).unwrap());
+        assert!(!software.may_block());
+        assert!(Arc::ptr_eq(&OffWorker::wrap(software.clone()), &software));
+        // Outside a runtime the call runs where it is.
+        let here = std::thread::current().id();
+        assert_eq!(off_worker(|| std::thread::current().id()), here);
     }
 }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use wasmtime::component::Linker;
-use wasmtime_wasi::FsPerms;
+use wasmtime_wasi::filesystem::WasiFilesystemCtx;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmzip_package::Capability;
 use wasmzip_package::capability::GuestDir;
 use wasmzip_package::manifest::RESOURCES_GUEST_DIR;
@@ -16,18 +17,28 @@ use crate::engine::EngineKind;
 use crate::instance::{InstanceContext, InstanceState};
 use crate::plan::{PlanContext, PlanError, PlanWarning};
 
-/// The filesystem unit.
+/// The filesystem unit: the preopened directories are opened once, when the component is planned,
+/// and every instance gets handles to the same open directories (never reopened by path, so a
+/// directory renamed or replaced on the host later does not change what the component sees).
 pub struct Filesystem;
 
+/// What the filesystem unit plans for a component.
+pub struct PlannedFilesystem {
+    /// The directories, as planned.
+    pub preopens: Vec<Preopen>,
+    /// Them, opened.
+    opened: WasiFilesystemCtx,
+}
+
 impl CapabilityUnit for Filesystem {
-    type Planned = Vec<Preopen>;
+    type Planned = PlannedFilesystem;
     type Instance = ();
 
     fn link(_linker: &mut Linker<InstanceState>, _kind: EngineKind) -> wasmtime::Result<()> {
         Ok(())
     }
 
-    fn plan(cx: &mut PlanContext<'_>) -> Result<Vec<Preopen>, PlanError> {
+    fn plan(cx: &mut PlanContext<'_>) -> Result<PlannedFilesystem, PlanError> {
         for mount in unused_mounts(cx.effective, &cx.host.mounts) {
             cx.warnings.push(PlanWarning::UnusedMount(mount.clone()));
         }
@@ -35,18 +46,21 @@ impl CapabilityUnit for Filesystem {
         if let Some(dir) = cx.component.resources_dir() {
             preopens.push(Preopen { guest: RESOURCES_GUEST_DIR.to_string(), host: dir.to_path_buf(), writable: false });
         }
-        Ok(preopens)
-    }
-
-    fn instantiate(preopens: &Vec<Preopen>, cx: &mut InstanceContext<'_>) -> Result<(), CapabilityError> {
-        for p in preopens {
+        let mut builder = WasiCtxBuilder::new();
+        for p in &preopens {
             let perms = if p.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
-            cx.wasi.preopened_dir(&p.host, &p.guest, perms).map_err(|e| CapabilityError::Preopen {
+            builder.preopened_dir(&p.host, &p.guest, perms).map_err(|e| CapabilityError::Preopen {
                 guest: p.guest.clone(),
                 host: p.host.clone(),
                 message: e.to_string(),
             })?;
         }
+        let opened = builder.build().filesystem().clone();
+        Ok(PlannedFilesystem { preopens, opened })
+    }
+
+    fn instantiate(planned: &PlannedFilesystem, cx: &mut InstanceContext<'_>) -> Result<(), CapabilityError> {
+        cx.filesystem = Some(planned.opened.clone());
         Ok(())
     }
 }
