@@ -45,6 +45,48 @@ fn hello_http_answers_with_a_request_id_and_unknown_paths_are_404() {
     assert_eq!(r.header("x-request-id"), Some(trace));
 }
 
+/// The public listener speaks HTTP/2 with prior knowledge (h2c) as well as HTTP/1.1, on one port:
+/// several requests multiplexed on one connection, each with its own request id (curl, independent
+/// of our code).
+#[test]
+fn the_public_listener_speaks_h2c_and_http_1_1() {
+    let ws = Workspace::new();
+    let hello = ws.http("hello", "hello_http").build();
+    let server = ws.serve(&[hello]);
+    let url = format!("http://{}/hello", server.public);
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--http2-prior-knowledge", "-D", "-", "--parallel", "--parallel-immediate", &url, &url, &url])
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.matches("HTTP/2 200").count(), 3, "{text}");
+    assert_eq!(text.matches("Hello from wasmzip!").count(), 3, "{text}");
+    let ids: std::collections::HashSet<&str> = text.lines().filter_map(|l| l.strip_prefix("x-request-id: ")).collect();
+    assert_eq!(ids.len(), 3, "{text}");
+    assert_eq!(server.get("/hello").status, 200, "HTTP/1.1 on the same port");
+}
+
+/// A function's directories are opened once, when it is deployed, not again by path for every
+/// request: replacing the host directory later changes nothing it sees.
+#[test]
+fn preopened_directories_are_opened_once_per_deployment() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("shared")).unwrap();
+    std::fs::write(ws.path("shared/note.txt"), "first").unwrap();
+    let reader = ws.http("reader", "read_file").capabilities(&["filesystem:read:/data"]).build();
+    let mount = format!("/data={}", ws.path("shared").display());
+    let server = ws.serve(&[reader.as_os_str(), "--grant-requested".as_ref(), "--mount".as_ref(), mount.as_ref()]);
+    assert_eq!(server.get("/reader?/data/note.txt").text(), "first");
+    std::fs::rename(ws.path("shared"), ws.path("shared-old")).unwrap();
+    std::fs::create_dir_all(ws.path("shared")).unwrap();
+    std::fs::write(ws.path("shared/note.txt"), "second").unwrap();
+    for _ in 0..3 {
+        assert_eq!(server.get("/reader?/data/note.txt").text(), "first", "requests keep the directory opened at deploy");
+    }
+    assert_eq!(server.get("/reader?/secret.txt").status, 404);
+}
+
 #[test]
 fn echo_sees_the_full_path_and_the_route_headers_which_clients_cannot_forge() {
     let ws = Workspace::new();
@@ -421,16 +463,22 @@ fn connections_are_served_by_the_worker_threads_asked_for() {
     let sleepy = ws.http("sleepy", "sleepy").build();
     let server = ws.serve(&[sleepy.as_os_str(), "--workers".as_ref(), "3".as_ref()]);
 
-    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
-        .map(|n| n.trim().to_string())
-        .filter(|n| n.starts_with("wasmzip-conn"))
-        .collect();
-    // (A runtime's blocking threads, if any, share its name.)
-    names.sort();
-    names.dedup();
-    assert_eq!(names, ["wasmzip-conn-0", "wasmzip-conn-1", "wasmzip-conn-2"]);
+    let thread_names = || {
+        let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|n| n.trim().to_string())
+            .filter(|n| n.starts_with("wasmzip-conn"))
+            .collect();
+        // (A runtime's blocking threads, if any, share its name.)
+        names.sort();
+        names.dedup();
+        names
+    };
+    // A new thread names itself once it first runs, which on a loaded machine can be a moment after
+    // the server said it is serving.
+    let expected = ["wasmzip-conn-0", "wasmzip-conn-1", "wasmzip-conn-2"];
+    assert!(wait_until(Duration::from_secs(5), || thread_names() == expected), "threads: {:?}", thread_names());
 
     // Six connections at once, two per thread: each is answered, and none waits for another.
     let started = Instant::now();

@@ -243,8 +243,8 @@ fn untrusted_unsigned_and_tampered_packages_are_refused_and_change_nothing() {
     let cli = ws.package("app", "hello", &[], "", &[], true);
 
     for (what, pkg, fragment) in [
-        ("untrusted", &untrusted, "422"),
-        ("unsigned", &unsigned, "422"),
+        ("untrusted", &untrusted, "which this server does not trust"),
+        ("unsigned", &unsigned, "it is not signed"),
         ("tampered", &tampered, "SHA-256 differs"),
         ("garbage", &garbage, "422"),
         ("cli", &cli, "no single `http` component"),
@@ -252,6 +252,15 @@ fn untrusted_unsigned_and_tampered_packages_are_refused_and_change_nothing() {
         let r = server.deploy(&pkg);
         assert_ne!(r.code, 0, "{what} was deployed: {}", r.stdout);
         assert!(r.stderr.contains("422") && r.stderr.contains(fragment), "{what}: {}", r.stderr);
+        // The client hears what is wrong with its package, named by its digest: not the server's
+        // staging path, nor advice for the server's operator.
+        let (digest, _) = wasmzip_package::sha256_file(pkg).unwrap();
+        assert!(r.stderr.contains(&format!("the uploaded package (sha256:{digest}) was refused")), "{what}: {}", r.stderr);
+        for leaked in ["staging", "--trust", "WASMZIP_TRUST", ws.path("data").to_str().unwrap()] {
+            assert!(!r.stderr.contains(leaked), "{what}: the answer mentions `{leaked}`: {}", r.stderr);
+        }
+        // The server logs the refusal at warn, with the details.
+        server.wait_for_log(&["refused a deployment", &digest], Duration::from_secs(5));
         assert_eq!(server.get("/app").text(), HELLO, "{what}: version 1 still serves");
     }
     let f = function(&server, "app").unwrap();
@@ -344,6 +353,30 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
     let r = slow.join().unwrap();
     assert_eq!((r.status, r.text().as_str()), (200, "slept 1000\n"));
     assert!(std::net::TcpStream::connect(&server.public).is_err(), "nothing listens any more");
+}
+
+#[test]
+fn sigint_or_a_second_sigterm_stops_at_once() {
+    let ws = Workspace::new();
+    let sleepy = ws.http("sleepy", "sleepy").build();
+    for signals in [&["-INT"][..], &["-TERM", "-TERM"]] {
+        let mut server = ws.serve(&[sleepy.as_os_str(), "--grace-period".as_ref(), "30s".as_ref()]);
+        let public = server.public.clone();
+        let slow = std::thread::spawn(move || try_http_request(&public, "GET", "/sleepy?ms=20000", &[], b""));
+        server.wait_for_log(&["sleepy: sleeping 20000 ms"], Duration::from_secs(10));
+        let signalled = Instant::now();
+        for s in signals {
+            server.signal(s);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let status = server.wait_exit(Duration::from_secs(8)).expect("the server stops without waiting for the grace period");
+        assert!(signalled.elapsed() < Duration::from_secs(5), "{signals:?}: exiting took {:?}", signalled.elapsed());
+        assert_eq!(status.code(), Some(0), "{}", server.stderr_text());
+        assert!(server.stderr_text().contains("stopping now"), "{}", server.stderr_text());
+        if let Ok(r) = slow.join().unwrap() {
+            assert_ne!(r.status, 200, "{signals:?}: the cut-off request cannot have succeeded: {r:?}");
+        }
+    }
 }
 
 #[test]

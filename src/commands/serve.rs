@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use wasmzip_package::manifest::{ByteSize, parse_duration};
 use wasmzip_runtime::PoolConfig;
-use wasmzip_server::ServeConfig;
+use wasmzip_server::{ServeConfig, Stop};
 use wasmzip_server::function::OperatorLimits;
 
 use crate::options::{CacheOptions, GrantOptions, KeystoreOptions, LimitOptions, NnOptions, TrustOptions};
@@ -121,6 +121,7 @@ pub async fn run(args: ServeArgs) -> Result<u8> {
         admin_token,
         data_dir: data_dir(args.data_dir)?,
         cache_dir: args.cache.root()?,
+        cache_max_bytes: args.cache.max_size(),
         trust: args.trust.policy()?,
         packages: args.packages,
         grants: args.grants.grant,
@@ -149,7 +150,8 @@ pub async fn run(args: ServeArgs) -> Result<u8> {
         nn: args.nn.config()?,
         max_model_bytes: args.nn.max_model_bytes(),
     };
-    wasmzip_server::serve(config, shutdown_signal(), |bound| {
+    let stop = stop_signals()?;
+    wasmzip_server::serve(config, stop, |bound| {
         println!("serving on http://{}", bound.public);
         if let Some(admin) = bound.admin {
             println!("admin on http://{admin}");
@@ -161,15 +163,27 @@ pub async fn run(args: ServeArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// The one owner of the server's signals: SIGTERM asks it to drain (requests in flight finish
+/// within the grace period); SIGINT, or any second signal, stops it at once. Fails when the
+/// handlers cannot be installed, rather than serving a process no signal could stop gracefully.
+fn stop_signals() -> Result<tokio::sync::watch::Receiver<Option<Stop>>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    tokio::spawn(async move {
+        let first = tokio::select! {
+            _ = term.recv() => Stop::Drain,
+            _ = int.recv() => Stop::Now,
+        };
+        let _ = tx.send(Some(first));
+        if first == Stop::Drain {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            let _ = tx.send(Some(Stop::Now));
+        }
+    });
+    Ok(rx)
 }

@@ -113,11 +113,45 @@ async fn deploy(State(state): State<AdminState>, headers: HeaderMap, RawQuery(qu
         let _ = tokio::fs::remove_file(&staged).await;
         return r;
     }
+    let upload = upload_name(&staged);
     let result = state.deployments.deploy(&staged, &grants, grant_requested).await;
     let _ = tokio::fs::remove_file(&staged).await;
     match result {
         Ok(info) => (StatusCode::CREATED, axum::Json(info)).into_response(),
-        Err(e) => error(status_of(&e), e),
+        Err(e) => {
+            tracing::warn!(target: "wasmzip::deploy", upload = %upload, "refused a deployment of {upload}: {e}");
+            // A package the server will not take is named (by digest) in the answer; other refusals
+            // (a route conflict, a limit) are about the deployment, and say so themselves.
+            let message = match &e {
+                DeployError::Package(_) => format!("{upload} was refused: {}", for_client(&e)),
+                other => other.to_string(),
+            };
+            error(status_of(&e), message)
+        }
+    }
+}
+
+/// How refusals name an upload: by the SHA-256 of its bytes (nothing in it is trusted yet).
+fn upload_name(staged: &std::path::Path) -> String {
+    match wasmzip_package::sha256_file(staged) {
+        Ok((digest, _)) => format!("the uploaded package (sha256:{digest})"),
+        Err(_) => "the uploaded package".to_string(),
+    }
+}
+
+/// A refusal in words for the client that deployed: what is wrong with its package, without this
+/// server's file paths or advice meant for its operator.
+fn for_client(e: &DeployError) -> String {
+    use wasmzip_package::PackageError as P;
+    let DeployError::Package(package) = e else { return e.to_string() };
+    match package.fault() {
+        P::Untrusted { key_ids } => format!("it is signed by key {key_ids}, which this server does not trust"),
+        P::NoTrustAnchors { key_ids } => format!("it is signed by key {key_ids}, and this server trusts no signing key"),
+        P::Unsigned => "it is not signed, and this server accepts only signed packages".to_string(),
+        P::Archive { error, .. } => error.to_string(),
+        P::Io { action, .. } => format!("the server could not {action} it"),
+        // Faults inside the package name a member, the manifest or the signature, never a path.
+        fault => fault.to_string(),
     }
 }
 

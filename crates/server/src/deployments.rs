@@ -95,6 +95,10 @@ pub struct DeployPolicy {
     pub env: Vec<(String, String)>,
     /// Where package resources are extracted.
     pub resources_root: PathBuf,
+    /// The cache directory, pruned to `cache_max_bytes` after a deploy writes to it.
+    pub cache_root: PathBuf,
+    /// The cache's size cap.
+    pub cache_max_bytes: u64,
     /// The keystore for `crypto:key:` grants; a deployment granted keys is refused without one.
     pub keystore: Option<Arc<dyn Keystore>>,
     /// How models are loaded.
@@ -403,6 +407,13 @@ fn load_blocking(
     let manifest = package.manifest();
     for warning in planned.warnings() {
         tracing::warn!(function = %manifest.name, version = %manifest.version, "{warning}");
+    }
+    if package.wrote_resources() || planned.cache_outcome() == wasmzip_runtime::CacheOutcome::Compiled {
+        match wasmzip_runtime::cache_dir::CacheDir::new(&policy.cache_root).prune(policy.cache_max_bytes) {
+            Ok(pruned) if !pruned.removed.is_empty() => tracing::info!(target: "wasmzip::cache", removed = pruned.removed.len(), "pruned the cache to its cap"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(target: "wasmzip::cache", "cannot prune the cache: {e}"),
+        }
     }
     let pre = match planned.entry() {
         Entrypoint::HttpP2(pre) => pre.clone(),

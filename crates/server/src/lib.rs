@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use wasmzip_package::{Capability, TrustPolicy};
@@ -34,6 +34,9 @@ use crate::metrics::Metrics;
 use crate::spare::Recycler;
 use crate::store::LocalStore;
 use crate::workers::{ConnectionWorkers, Counted};
+
+/// Most requests one HTTP/2 connection may have in flight at once; admission still caps them all.
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
 
 /// Everything `serve` is configured with.
 #[derive(Debug, Clone)]
@@ -48,6 +51,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// Cache directory (compiled code, extracted resources).
     pub cache_dir: PathBuf,
+    /// Most bytes the cache may hold.
+    pub cache_max_bytes: u64,
     /// Trusted signers.
     pub trust: TrustPolicy,
     /// Packages to deploy at start, on top of what the data directory holds.
@@ -134,11 +139,22 @@ pub struct BoundAddrs {
     pub admin: Option<SocketAddr>,
 }
 
-/// Runs the server until `shutdown` resolves, then stops accepting and lets in-flight requests finish
-/// within the grace period. `ready` receives the bound addresses once both listeners are up.
+/// How the server is asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Stop accepting, let requests in flight finish within the grace period, then exit.
+    Drain,
+    /// Stop now: close every connection without waiting.
+    Now,
+}
+
+/// Runs the server until `stop` says to, then stops accepting and, for [`Stop::Drain`], lets
+/// in-flight requests finish within the grace period (a later [`Stop::Now`] cuts that short).
+/// `ready` receives the bound addresses once both listeners are up. The one owner of the signals
+/// (the binary) sends on `stop`; every part of the server watches it.
 pub async fn serve(
     config: ServeConfig,
-    shutdown: impl Future<Output = ()> + Send,
+    mut stop: tokio::sync::watch::Receiver<Option<Stop>>,
     ready: impl FnOnce(BoundAddrs),
 ) -> Result<(), ServeError> {
     let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(config.cache_dir.join("compiled")), pooling: Some(config.pool) })?);
@@ -150,6 +166,8 @@ pub async fn serve(
         mounts: config.mounts.clone(),
         env: config.env.clone(),
         resources_root: config.cache_dir.join("packages"),
+        cache_root: config.cache_dir.clone(),
+        cache_max_bytes: config.cache_max_bytes,
         keystore: config.keystore.clone(),
         nn: config.nn.clone(),
         max_model_bytes: config.max_model_bytes,
@@ -200,7 +218,6 @@ pub async fn serve(
     ready(bound);
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = public.accept() => {
@@ -236,24 +253,32 @@ pub async fn serve(
                         let shared = shared.clone();
                         async move { Ok::<_, Infallible>(request::handle(shared, req).await) }
                     });
-                    let connection = hyper::server::conn::http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(Duration::from_secs(30))
-                        .serve_connection(TokioIo::new(stream), service);
-                    if let Err(e) = watcher.watch(connection).await {
+                    // HTTP/1.1, and HTTP/2 with prior knowledge (h2c), on the same port: the
+                    // connection's first bytes say which.
+                    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+                    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS);
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(connection.into_owned()).await {
                         tracing::debug!("connection ended: {e}");
                     }
                 });
             }
-            () = &mut shutdown => break,
+            _ = stop.wait_for(Option::is_some) => break,
         }
     }
     drop(public);
-    tracing::info!("shutting down: no new connections; waiting up to {:?} for in-flight requests", config.grace_period);
     let _ = stop_tx.send(true);
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections finished"),
-        () = tokio::time::sleep(config.grace_period) => tracing::warn!("grace period over; closing the remaining connections"),
+    let mode = *stop.borrow();
+    if mode == Some(Stop::Now) {
+        tracing::info!("stopping now: closing every connection");
+    } else {
+        tracing::info!("shutting down: no new connections; waiting up to {:?} for in-flight requests (signal again to stop now)", config.grace_period);
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!("all connections finished"),
+            () = tokio::time::sleep(config.grace_period) => tracing::warn!("grace period over; closing the remaining connections"),
+            _ = stop.wait_for(|s| *s == Some(Stop::Now)) => tracing::warn!("stopping now: closing the remaining connections"),
+        }
     }
     if let Some(task) = admin_task {
         let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
