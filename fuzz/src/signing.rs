@@ -1,0 +1,20 @@
+//! The DSSE envelope of `signature.dsse.json` on any bytes.
+
+use wasmzip_package::PackageError;
+use wasmzip_package::signing::{MAX_SIGNATURES, ParsedEnvelope};
+
+use crate::package::fuzz_key;
+
+/// Parses `bytes` as a DSSE envelope. An accepted one carries 1 to `MAX_SIGNATURES` key ids; with no
+/// trust anchors it never verifies; against the fuzz key it verifies only by a signature of that key.
+pub fn envelope(bytes: &[u8]) {
+    let Ok(envelope) = ParsedEnvelope::parse(bytes) else { return };
+    let ids = envelope.key_ids();
+    assert!((1..=MAX_SIGNATURES).contains(&ids.len()), "{} signatures", ids.len());
+    assert!(matches!(envelope.verify(&[]), Err(PackageError::NoTrustAnchors { .. })));
+    let key = fuzz_key().public_key();
+    if let Ok(id) = envelope.verify(std::slice::from_ref(&key)) {
+        assert_eq!(id, key.id());
+        assert!(ids.contains(&id));
+    }
+}
