@@ -27,7 +27,11 @@
 #   d. Idle RSS: VmRSS of a fresh `wasmzip serve` with 0 functions, then with RSS_FUNCS small functions
 #      (hello-http as f000, f001, ... on /f000, /f001, ...) deployed and idle for 2 s.
 #
-# Installs what is missing: wrk (apt-get), wasmtime-cli 48.0.8 (cargo install; slow on 2 cores; if it
+# With BASELINE_WASMZIP=PATH (another build of wasmzip, e.g. the commit before a Wasmtime upgrade), a.
+# and b. also run that binary's `wasmzip serve` in every round, interleaved, and the summary gives
+# this build's figures as ratios to it.
+#
+# Installs what is missing: wrk (apt-get), wasmtime-cli 50.0.1 (cargo install; slow on 2 cores; if it
 # fails, `wasmtime serve` is reported as unavailable and the rest still runs). wrk's `--latency`
 # percentiles are used for p50/p99, so oha is not needed.
 # Builds wasmzip, the guests and native-hello in release mode (BUILD=0 skips this and uses what is built).
@@ -44,6 +48,8 @@
 #   ROUNDS         rounds of a. and b.; figures are medians        (default 3)
 #   BUILD          1 = build wasmzip, guests, native-hello first  (default 1)
 #   INSTALL        1 = install wrk / wasmtime-cli when missing    (default 1)
+#   WASMTIME       the wasmtime binary                             (default: `wasmtime` on PATH)
+#   BASELINE_WASMZIP  another wasmzip binary to compare with       (default: none)
 #   BENCH_TMPDIR   where the temporary directory is created       (default $TMPDIR or /tmp)
 set -euo pipefail
 export LC_ALL=C
@@ -58,7 +64,9 @@ RSS_FUNCS=${RSS_FUNCS:-100}
 ROUNDS=${ROUNDS:-3}
 BUILD=${BUILD:-1}
 INSTALL=${INSTALL:-1}
-WASMTIME_VERSION=48.0.8
+WASMTIME_VERSION=50.0.1
+WASMTIME=${WASMTIME:-wasmtime}
+BASELINE_WASMZIP=${BASELINE_WASMZIP:-}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WASMZIP="$ROOT/target/release/wasmzip"
@@ -85,12 +93,12 @@ command -v node >/dev/null 2>&1 || die "node is not installed (the Node.js basel
 command -v curl >/dev/null 2>&1 || die "curl is not installed"
 
 HAVE_WASMTIME=0
-if [[ $(wasmtime --version 2>/dev/null) == "wasmtime $WASMTIME_VERSION"* ]]; then
+if [[ $("$WASMTIME" --version 2>/dev/null) == "wasmtime $WASMTIME_VERSION"* ]]; then
     HAVE_WASMTIME=1
 elif ((INSTALL)); then
     log "installing wasmtime-cli $WASMTIME_VERSION (cargo install; this takes a long time on few cores)"
     if nice -n 10 cargo install wasmtime-cli --version "$WASMTIME_VERSION" --locked >&2 \
-        && [[ $(wasmtime --version 2>/dev/null) == "wasmtime $WASMTIME_VERSION"* ]]; then
+        && [[ $("$WASMTIME" --version 2>/dev/null) == "wasmtime $WASMTIME_VERSION"* ]]; then
         HAVE_WASMTIME=1
     else
         log "wasmtime-cli $WASMTIME_VERSION is unavailable: \`wasmtime serve\` will be reported as unavailable"
@@ -369,12 +377,14 @@ measure() {
 }
 
 # start_wasmzip NAME [ARGS...]: a wasmzip server on fresh ports and data dir; sets SERVER_PID, PORT, APORT.
+# The binary is $WZ_BIN (this build unless a baseline run sets it).
+WZ_BIN=$WASMZIP
 start_wasmzip() {
     local name=$1
     shift
     PORT=$(free_port) APORT=$(free_port)
     while [[ $APORT == "$PORT" ]]; do APORT=$(free_port); done
-    start "wasmzip serve ($name)" "$TMP/$name.log" "$WASMZIP" serve "$@" --trust "$TMP/dev.pub" \
+    start "wasmzip serve ($name)" "$TMP/$name.log" "$WZ_BIN" serve "$@" --trust "$TMP/dev.pub" \
         --listen "127.0.0.1:$PORT" --admin-listen "127.0.0.1:$APORT" --admin-token-file "$TMP/token" \
         --data-dir "$TMP/data-$name" --cache-dir "$CACHE"
     wait_line "serving on" "$TMP/$name.log" "$SERVER_PID" 300 || die "wasmzip serve ($name) did not start"
@@ -408,6 +418,20 @@ med() { median ${SAMP[$1.$2]}; }                                  # med KEY FIEL
 rps_samples() { local v out=""; for v in ${SAMP[$1.rps]}; do out+="$(calc "$v" %.0f) "; done; printf '%s' "${out% }"; }
 
 # One server, one round: start, check its output, measure, stop. Each sets *_OK=0 when it cannot run.
+json_baseline() {
+    [[ -n $BASELINE_WASMZIP ]] || return 0
+    WZ_BIN=$BASELINE_WASMZIP
+    start_wasmzip "json-base-$ROUND" "$TMP/json-transform.wasmzip"
+    PID=$SERVER_PID
+    local url="http://127.0.0.1:$PORT/" code
+    code=$(fetch_json "$url" "$TMP/out-base-$ROUND.json")
+    [[ $code == 200 ]] || { cat "$TMP/out-base-$ROUND.json" >&2; die "the baseline wasmzip serve answered $code to the body"; }
+    compare "wasmzip serve" "$TMP/out-wasmzip.json" "baseline wasmzip serve (round $ROUND)" "$TMP/out-base-$ROUND.json"
+    measure "baseline wasmzip serve json-transform (round $ROUND)" "$url" -s "$TMP/post.lua"
+    record wzb
+    stop "$PID"
+    WZ_BIN=$WASMZIP
+}
 json_wasmzip() {
     start_wasmzip "json-$ROUND" "$TMP/json-transform.wasmzip"
     PID=$SERVER_PID
@@ -446,7 +470,7 @@ WT_OK=$HAVE_WASMTIME
 json_wasmtime() {
     ((WT_OK)) || return 0
     PORT=$(free_port)
-    start "wasmtime serve" "$TMP/wasmtime.log" wasmtime serve -S cli=y --addr "127.0.0.1:$PORT" "$GUESTS/json_transform.wasm"
+    start "wasmtime serve" "$TMP/wasmtime.log" "$WASMTIME" serve -S cli=y --addr "127.0.0.1:$PORT" "$GUESTS/json_transform.wasm"
     PID=$SERVER_PID
     local url="http://127.0.0.1:$PORT/" code
     if ! wait_http "$url" "$PID" "$TMP/wasmtime.log" 300; then
@@ -484,6 +508,16 @@ hello_wasmzip() {
     REQ_CNT=$(calc "$REQ_CNT + $(metrics_sum wasmzip_requests_total)" %.0f)
     stop "$PID"
 }
+hello_baseline() {
+    [[ -n $BASELINE_WASMZIP ]] || return 0
+    WZ_BIN=$BASELINE_WASMZIP
+    start_wasmzip "hello-base-$ROUND" "$TMP/hello-http.wasmzip"
+    PID=$SERVER_PID
+    measure "baseline wasmzip serve hello-http (round $ROUND)" "http://127.0.0.1:$PORT/"
+    record wzhb
+    stop "$PID"
+    WZ_BIN=$WASMZIP
+}
 hello_native() {
     PORT=$(free_port)
     start "native-hello" "$TMP/native.log" env PORT="$PORT" "$NATIVE_HELLO"
@@ -501,7 +535,7 @@ WTH_OK=$HAVE_WASMTIME
 hello_wasmtime() {
     ((WTH_OK)) || return 0
     PORT=$(free_port)
-    start "wasmtime serve (hello-http)" "$TMP/wasmtime-hello.log" wasmtime serve -S cli=y --addr "127.0.0.1:$PORT" "$GUESTS/hello_http.wasm"
+    start "wasmtime serve (hello-http)" "$TMP/wasmtime-hello.log" "$WASMTIME" serve -S cli=y --addr "127.0.0.1:$PORT" "$GUESTS/hello_http.wasm"
     PID=$SERVER_PID
     local url="http://127.0.0.1:$PORT/"
     if ! wait_http "$url" "$PID" "$TMP/wasmtime-hello.log" 300; then
@@ -526,6 +560,7 @@ JSON_INST_SUM=0 JSON_INST_CNT=0 JSON_REQ_SUM=0 JSON_REQ_CNT=0
 ((HAVE_WASMTIME)) || PROBLEMS+=("wasmtime $WASMTIME_VERSION unavailable; \`wasmtime serve\` not measured")
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     json_wasmzip
+    json_baseline
     json_node
     json_wasmtime
 done
@@ -544,6 +579,7 @@ json_line() {   # json_line LABEL KEY
         "$(ms_of "$(med "$2" p50l)")" "$(ms_of "$(med "$2" p99l)")" "$(med "$2" cpu)" "$(med "$2" flt)" "$(rps_samples "$2")"
 }
 json_line "wasmzip serve" wz
+[[ -n $BASELINE_WASMZIP ]] && json_line "baseline wasmzip serve" wzb
 json_line "node json-transform.js" node
 if ((WT_OK)); then
     json_line "wasmtime serve $WASMTIME_VERSION" wt
@@ -584,6 +620,12 @@ if ((WT_OK)); then
     row "(reference) json-transform p50 latency, 1 connection, vs wasmtime serve" "$(ms_of "$WZ_P50") ms" "wasmtime serve $(ms_of "$WT_P50") ms" "$(calc "$WZ_P50 / $WT_P50" %.2f)" "—" "—"
     row "(reference) json-transform server CPU per request, vs wasmtime serve" "$WZ_CPU µs" "wasmtime serve $WT_CPU µs, $WT_FLT faults" "$(calc "$WZ_CPU / $WT_CPU" %.2f)" "—" "—"
 fi
+if [[ -n $BASELINE_WASMZIP ]]; then
+    B_P50=$(med wzb p50) B_RPS=$(med wzb rps) B_CPU=$(med wzb cpu)
+    row "json-transform p50 latency, 1 connection, vs the baseline wasmzip" "$(ms_of "$WZ_P50") ms" "baseline $(ms_of "$B_P50") ms" "$(calc "$WZ_P50 / $B_P50" %.2f)" "—" "—"
+    row "json-transform req/s, $CONNS connections, vs the baseline wasmzip" "$(calc "$WZ_RPS" %.0f)" "baseline $(calc "$B_RPS" %.0f) ($(rps_samples wzb))" "$(calc "$WZ_RPS / $B_RPS" %.2f)" "—" "—"
+    row "json-transform server CPU per request, vs the baseline wasmzip" "$WZ_CPU µs" "baseline $B_CPU µs" "$(calc "$WZ_CPU / $B_CPU" %.2f)" "—" "—"
+fi
 [[ -n ${JSON_REQ_US:-} ]] && row "(reference) json-transform mean server time, routing → response headers (/metrics, all load levels)" "$JSON_REQ_US µs" "—" "—" "—" "—"
 [[ -n ${JSON_INST_US:-} ]] && row "(reference) mean instantiation per request (json-transform, /metrics)" "$JSON_INST_US µs" "—" "—" "—" "—"
 
@@ -596,6 +638,7 @@ echo "== b. hello-http: GET, wasmzip serve vs native hyper (bench/servers/native
 INST_SUM=0 INST_CNT=0 REQ_CNT=0
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     hello_wasmzip
+    hello_baseline
     hello_native
     hello_wasmtime
 done
@@ -609,6 +652,7 @@ hello_line() {   # hello_line LABEL KEY
 echo
 printf "$FMT" "server" "p50 ms" "p99 ms" "req/s" "p50 ms c$CONNS" "p99 ms c$CONNS" "CPU µs/req" "faults/req" "req/s per round"
 hello_line "wasmzip serve hello-http" wzh
+[[ -n $BASELINE_WASMZIP ]] && hello_line "baseline wasmzip hello-http" wzhb
 hello_line "native-hello (hyper)" nh
 ((WTH_OK)) && hello_line "wasmtime serve hello-http" wth
 R_HELLO=$(calc "$WH_RPS / $NH_RPS" %.2f)
@@ -620,6 +664,12 @@ if ((WTH_OK)); then
     WTH_RPS=$(med wth rps) WTH_CPU=$(med wth cpu)
     echo "ratio wasmzip/wasmtime req/s (c$CONNS): $(calc "$WH_RPS / $WTH_RPS" %.2f) (reference, no goal)"
     row "(reference) hello-http req/s, $CONNS connections, vs wasmtime serve" "$(calc "$WH_RPS" %.0f)" "wasmtime serve $(calc "$WTH_RPS" %.0f) ($WTH_CPU µs CPU/request)" "$(calc "$WH_RPS / $WTH_RPS" %.2f)" "—" "—"
+fi
+if [[ -n $BASELINE_WASMZIP ]]; then
+    BH_RPS=$(med wzhb rps) BH_P50=$(med wzhb p50) BH_CPU=$(med wzhb cpu)
+    row "hello-http req/s, $CONNS connections, vs the baseline wasmzip" "$(calc "$WH_RPS" %.0f)" "baseline $(calc "$BH_RPS" %.0f) ($(rps_samples wzhb))" "$(calc "$WH_RPS / $BH_RPS" %.2f)" "—" "—"
+    row "hello-http p50 latency, 1 connection, vs the baseline wasmzip" "$(ms_of "$WH_P50" %.3f) ms" "baseline $(ms_of "$BH_P50" %.3f) ms" "$(calc "$WH_P50 / $BH_P50" %.2f)" "—" "—"
+    row "hello-http server CPU per request, vs the baseline wasmzip" "$WH_CPU µs" "baseline $BH_CPU µs" "$(calc "$WH_CPU / $BH_CPU" %.2f)" "—" "—"
 fi
 if [[ $INST_CNT != 0 ]]; then
     INST_US=$(calc "$INST_SUM / $INST_CNT * 1e6" %.1f)
@@ -745,7 +795,7 @@ echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "- machine: $(nproc) CPUs, ${cpu:-unknown CPU}, $(uname -sr); servers and wrk share it"
 echo "- command: \`bash bench/serve.sh\` (WARMUP_S=$WARMUP_S DURATION_S=$DURATION_S CONNS=$CONNS THREADS=$THREADS BODY_KB=$BODY_KB DEPLOY_REPS=$DEPLOY_REPS RSS_FUNCS=$RSS_FUNCS ROUNDS=$ROUNDS)"
 echo "- wasmzip: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
-echo "- baselines: Node $(node --version), $WT_DESC, native-hello (hyper); $(wrk -v 2>&1 | head -1 | awk '{ print "wrk " $2 }')"
+echo "- baselines: Node $(node --version), $WT_DESC, native-hello (hyper); $(wrk -v 2>&1 | head -1 | awk '{ print "wrk " $2 }')${BASELINE_WASMZIP:+; baseline wasmzip $BASELINE_WASMZIP}"
 echo "- request body: $BODY_BYTES bytes, $BODY_RECORDS records; response $(stat -c %s "$TMP/out-wasmzip.json") bytes"
 echo
 echo "| figure | value | baseline (same run) | ratio | goal | met |"
