@@ -127,18 +127,6 @@ impl CacheOptions {
         self.cache_max_size.map(|b| b.0).unwrap_or(wasmzip_runtime::cache_dir::DEFAULT_MAX_CACHE_BYTES)
     }
 
-    /// Prunes the cache to its cap, when something new may have been written to it; a failure is
-    /// a warning (the cache is an optimisation).
-    pub fn enforce_cap(&self, root: &std::path::Path) {
-        match wasmzip_runtime::cache_dir::CacheDir::new(root).prune(self.max_size()) {
-            Ok(pruned) if !pruned.removed.is_empty() => {
-                tracing::info!(target: "wasmzip::cache", removed = pruned.removed.len(), "pruned the cache to its cap of {}", ByteSize(self.max_size()));
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(target: "wasmzip::cache", "cannot prune the cache: {e}"),
-        }
-    }
-
     /// The cache root.
     pub fn root(&self) -> Result<PathBuf> {
         if let Some(dir) = &self.cache_dir {

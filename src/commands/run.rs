@@ -82,7 +82,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     };
     let planned = plan(&runtime, component, World::Cli, &grants, &host)?;
     if wrote_resources || planned.cache_outcome() == CacheOutcome::Compiled {
-        args.cache.enforce_cap(&cache_root);
+        wasmzip_runtime::cache_dir::CacheDir::new(&cache_root).enforce_cap(args.cache.max_size());
     }
     for warning in planned.warnings() {
         eprintln!("wasmzip: warning: {warning}");

@@ -153,6 +153,18 @@ impl CacheDir {
         Ok(pruned)
     }
 
+    /// Prunes to `max_bytes` after something new was written, as `run` and a deploy do: a failure
+    /// is a warning, never an error (the cache is an optimisation), and what went is logged.
+    pub fn enforce_cap(&self, max_bytes: u64) {
+        match self.prune(max_bytes) {
+            Ok(pruned) if !pruned.removed.is_empty() => {
+                tracing::info!(target: "wasmzip::cache", removed = pruned.removed.len(), "pruned the cache to its cap of {max_bytes} bytes");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(target: "wasmzip::cache", "cannot prune the cache: {e}"),
+        }
+    }
+
     /// Removes one entry unless a running wasmzip holds it; true when it is gone.
     fn remove(&self, entry: &CacheEntry) -> Result<bool, CacheDirError> {
         match entry.kind {
@@ -208,8 +220,9 @@ pub(crate) fn touch(path: &Path) {
     }
 }
 
+/// A write in progress or left by an interrupted one: `.tmp-…` directories, `….tmp-PID` files.
 fn is_temporary(name: &str) -> bool {
-    name.starts_with(".tmp-") || name.contains(".tmp-")
+    name.contains(".tmp-")
 }
 
 /// Bytes of every file below `dir` (links not followed).

@@ -113,8 +113,15 @@ async fn deploy(State(state): State<AdminState>, headers: HeaderMap, RawQuery(qu
         let _ = tokio::fs::remove_file(&staged).await;
         return r;
     }
-    let upload = upload_name(&staged);
     let result = state.deployments.deploy(&staged, &grants, grant_requested).await;
+    // Only a refusal names the upload: its digest is read before the staged file goes.
+    let upload = match &result {
+        Ok(_) => String::new(),
+        Err(_) => {
+            let path = staged.clone();
+            tokio::task::spawn_blocking(move || upload_name(&path)).await.unwrap_or_else(|_| "the uploaded package".to_string())
+        }
+    };
     let _ = tokio::fs::remove_file(&staged).await;
     match result {
         Ok(info) => (StatusCode::CREATED, axum::Json(info)).into_response(),

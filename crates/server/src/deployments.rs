@@ -409,11 +409,7 @@ fn load_blocking(
         tracing::warn!(function = %manifest.name, version = %manifest.version, "{warning}");
     }
     if package.wrote_resources() || planned.cache_outcome() == wasmzip_runtime::CacheOutcome::Compiled {
-        match wasmzip_runtime::cache_dir::CacheDir::new(&policy.cache_root).prune(policy.cache_max_bytes) {
-            Ok(pruned) if !pruned.removed.is_empty() => tracing::info!(target: "wasmzip::cache", removed = pruned.removed.len(), "pruned the cache to its cap"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(target: "wasmzip::cache", "cannot prune the cache: {e}"),
-        }
+        wasmzip_runtime::cache_dir::CacheDir::new(&policy.cache_root).enforce_cap(policy.cache_max_bytes);
     }
     let pre = match planned.entry() {
         Entrypoint::HttpP2(pre) => pre.clone(),
