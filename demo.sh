@@ -10,7 +10,9 @@ cd "$(dirname "$0")"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "Installing the pinned Rust toolchain and building wasmzip and the guests"
-rustup toolchain install   # the toolchain rust-toolchain.toml pins, with the wasm32-wasip2 target
+# The toolchain rust-toolchain.toml pins, with the wasm32-wasip2 target (`rustup show` installs it
+# on rustup before 1.28, which has no argument-less install).
+rustup toolchain install || rustup show
 rustup target add wasm32-wasip2
 cargo build --release --locked
 # The example manifests name guests/target/...: the guests build there whatever CARGO_TARGET_DIR says.
