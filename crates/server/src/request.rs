@@ -291,6 +291,9 @@ async fn serve(
     };
     match tokio::time::timeout_at(deadline, receiver).await {
         Err(_) => timed_out(),
+        // `timeout_at` looks at its future first: on a loaded machine the timer may be late and the
+        // head found ready after the deadline. It is still too late.
+        Ok(Ok(Ok(_))) if tokio::time::Instant::now() >= deadline => timed_out(),
         Ok(Ok(Ok(response))) => {
             let (mut parts, body) = response.into_parts();
             let length = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
