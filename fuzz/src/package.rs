@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use arbitrary::Arbitrary;
 use wasmzip_package::archive::{ArchiveWriter, Compression};
-use wasmzip_package::manifest::{ComponentEntry, Limits, MANIFEST_SCHEMA, MemberPin, ModelEntry, ModelEncoding, ModelTarget, Name};
+use wasmzip_package::manifest::{ComponentEntry, Limits, MANIFEST_SCHEMA, MemberPin, ModelEntry, ModelEncoding, ModelTarget, Name, Reuse};
 use wasmzip_package::{
     MANIFEST_MEMBER, PackageError, PackageManifest, ResourceSink, SIGNATURE_MEMBER, Signer, SigningKey, TrustPolicy, World,
     inspect_package, sha256_hex, verify_package,
@@ -133,6 +133,25 @@ fn name(text: &str) -> Name {
     Name::parse(text).expect("generated names are valid")
 }
 
+/// The reuse limits of a generated component: an `http` component whose memory limit is odd asks
+/// for reuse (so the package is schema 2), with limits taken from that number. Derived rather than
+/// decoded, so that the inputs of the seed corpus keep decoding to the packages they were made for.
+fn reuse_of(spec: &ComponentSpec) -> Option<Reuse> {
+    let n = spec.memory;
+    if !spec.http || n % 2 == 0 {
+        return None;
+    }
+    if n % 4 == 3 {
+        return Some(Reuse { enabled: false, max_requests: None, max_concurrent: None, idle_timeout_ms: None });
+    }
+    Some(Reuse {
+        enabled: true,
+        max_requests: (n % 3 == 0).then_some(n % 200 + 1),
+        max_concurrent: (n % 5 == 0).then_some(n % 16 + 1),
+        idle_timeout_ms: (n % 7 == 0).then_some(u64::from(n % 1000) + 1),
+    })
+}
+
 impl PackageSpec {
     /// Builds the package as `pack` lays it out: `manifest.json`, the signature, the components, then
     /// the resources, each pinned by the manifest.
@@ -157,7 +176,7 @@ impl PackageSpec {
             }
             let limits = Limits { memory_bytes: (spec.memory != 0).then_some(u64::from(spec.memory)), ..Limits::default() };
             let world = if spec.http { World::Http } else { World::Cli };
-            entries.insert(component.clone(), ComponentEntry { member: member.clone(), world, capabilities, limits, routes: vec![] });
+            entries.insert(component.clone(), ComponentEntry { member: member.clone(), world, capabilities, limits, routes: vec![], reuse: reuse_of(spec) });
             let bytes = [COMPONENT_PREAMBLE, &spec.body].concat();
             members.push((member, method(spec.deflate), bytes.clone()));
             components.insert(component, bytes);
@@ -174,7 +193,7 @@ impl PackageSpec {
             }
             members.push((member, method(spec.deflate), spec.data.clone()));
         }
-        let manifest = PackageManifest {
+        let mut manifest = PackageManifest {
             schema: MANIFEST_SCHEMA,
             name: name("fuzz"),
             version: semver::Version::new(1, 0, 0),
@@ -186,6 +205,7 @@ impl PackageSpec {
                 .map(|(member, _, bytes)| MemberPin { name: member.clone(), size: bytes.len() as u64, sha256: sha256_hex(bytes) })
                 .collect(),
         };
+        manifest.schema = manifest.needed_schema();
         let manifest_bytes = manifest.to_bytes();
         let mut writer = ArchiveWriter::new(Cursor::new(Vec::new()));
         let mut add = |member: &str, compression, bytes: &[u8]| {

@@ -41,6 +41,7 @@ pub fn run(args: InspectArgs) -> Result<u8> {
         let value = json!({
             "name": m.name,
             "version": m.version.to_string(),
+            "schema": m.schema,
             "description": m.description,
             "digest": format!("sha256:{}", report.digest),
             "signers": signers,
@@ -51,6 +52,7 @@ pub fn run(args: InspectArgs) -> Result<u8> {
                 "world": entry.world,
                 "capabilities": entry.capabilities,
                 "limits": entry.limits,
+                "reuse": entry.reuse,
                 "wasi": world.wasi_versions().iter().map(|v| v.to_string()).collect::<Vec<_>>(),
                 "imports": world.imports,
                 "exports": world.exports,
@@ -111,6 +113,19 @@ pub fn run(args: InspectArgs) -> Result<u8> {
         let limits: Vec<String> = limits.into_iter().flatten().collect();
         if !limits.is_empty() {
             println!("  limits: {}", limits.join(", "));
+        }
+        if let Some(reuse) = entry.reuse {
+            let parts = [
+                reuse.max_requests.map(|n| format!("{n} requests")),
+                reuse.max_concurrent.map(|n| format!("{n} at once")),
+                reuse.idle_timeout_ms.map(|ms| format!("idle {ms}ms")),
+            ];
+            let parts: Vec<String> = parts.into_iter().flatten().collect();
+            match (reuse.enabled, parts.is_empty()) {
+                (false, _) => println!("  reuse: off (a fresh instance per request)"),
+                (true, true) => println!("  reuse: the host's limits"),
+                (true, false) => println!("  reuse: at most {} per instance", parts.join(", ")),
+            }
         }
         println!("  requests:");
         if entry.capabilities.is_empty() {

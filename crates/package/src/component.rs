@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::capability::Capability;
-use crate::manifest::{Limits, ModelTarget, Name, RoutePrefix, World};
+use crate::manifest::{Limits, ModelTarget, Name, Reuse, RoutePrefix, World};
 use crate::verify::{ResourcesHold, Signer};
 
 /// Where a component came from.
@@ -55,6 +55,7 @@ pub struct VerifiedComponent {
     world: Option<World>,
     capabilities: Vec<Capability>,
     limits: Limits,
+    reuse: Option<Reuse>,
     routes: Vec<RoutePrefix>,
     resources_dir: Option<PathBuf>,
     /// Keeps the extracted resources from being pruned while this component lives.
@@ -71,6 +72,7 @@ pub(crate) struct PackagedParts {
     pub world: World,
     pub capabilities: Vec<Capability>,
     pub limits: Limits,
+    pub reuse: Option<Reuse>,
     /// The routes in force (see [`ComponentEntry::effective_routes`](crate::manifest::ComponentEntry::effective_routes)).
     pub routes: Vec<RoutePrefix>,
     pub resources_dir: Option<PathBuf>,
@@ -88,6 +90,7 @@ impl VerifiedComponent {
             world: Some(parts.world),
             capabilities: parts.capabilities,
             limits: parts.limits,
+            reuse: parts.reuse,
             routes: parts.routes,
             resources_dir: parts.resources_dir,
             _resources_hold: parts.resources_hold,
@@ -108,6 +111,7 @@ impl VerifiedComponent {
             world: None,
             capabilities: Vec::new(),
             limits: Limits::default(),
+            reuse: None,
             routes: vec![RoutePrefix::parse("/").expect("`/` is a route")],
             resources_dir: None,
             _resources_hold: None,
@@ -214,6 +218,11 @@ impl VerifiedComponent {
     /// Its manifest limits.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Its instance reuse settings, if the manifest has any.
+    pub fn reuse(&self) -> Option<Reuse> {
+        self.reuse
     }
 
     /// Routes it serves (`http`): the declared ones, else `/PACKAGE`; a bare file serves `/`.

@@ -22,7 +22,7 @@ pub use component::{ComponentSource, PackagedModel, VerifiedComponent};
 pub use error::PackageError;
 pub use hashing::{sha256_file, sha256_hex};
 pub use manifest::{AuthorManifest, PackageManifest, World};
-pub use pack::{PackSummary, default_output_name, find_author_manifest, pack};
+pub use pack::{PackSummary, bare_package_name, default_output_name, find_author_manifest, pack, pack_bare};
 pub use signing::{KeyId, PublicKey, SigningKey};
 pub use verify::{PackageReport, ResourceSink, ResourcesHold, Signer, TrustPolicy, VerifiedPackage, inspect_package, verify_package};
 

@@ -11,8 +11,12 @@ use serde::{Deserialize, Serialize};
 use crate::capability::{Capability, GuestDir};
 use crate::error::PackageError;
 
-/// The schema version of `manifest.json` this crate writes and reads.
-pub const MANIFEST_SCHEMA: u32 = 1;
+/// The newest schema version of `manifest.json`: this crate reads it and every earlier one, and
+/// writes the oldest that holds what a manifest says (so packages that need nothing new stay
+/// readable by older wasmzip). Schema 2 adds `reuse`.
+pub const MANIFEST_SCHEMA: u32 = 2;
+/// The schema of manifests that use nothing schema 2 added.
+pub const MANIFEST_SCHEMA_V1: u32 = 1;
 /// The guest directory where a package's resources are always visible, read-only.
 pub const RESOURCES_GUEST_DIR: &str = "/pkg";
 /// Longest package or component name.
@@ -327,6 +331,101 @@ pub struct AuthorComponent {
     /// Route prefixes an `http` component serves (default `/PACKAGE-NAME`).
     #[serde(default)]
     pub routes: Vec<RoutePrefix>,
+    /// Whether (and how far) instances of a WASI 0.3 `http` component serve more than one request:
+    /// `reuse = false`, or a table of limits.
+    #[serde(default)]
+    pub reuse: Option<Reuse>,
+}
+
+/// Instance reuse of an `http` component (`reuse` in `wasmzip.toml`, schema 2 of `manifest.json`).
+/// WASI 0.3 handlers are reused by default with the host's limits; these lower them, and
+/// `enabled = false` (`reuse = false`) gives every request a fresh instance. WASI 0.2 handlers always
+/// get a fresh instance per request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Reuse {
+    /// Whether an instance may serve more than one request.
+    pub enabled: bool,
+    /// Most requests one instance serves before it is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests: Option<u32>,
+    /// Most requests one instance serves at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
+    /// How long an idle instance is kept for the next request, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
+}
+
+/// `reuse` in `manifest.json`, as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReuseJson {
+    enabled: bool,
+    #[serde(default)]
+    max_requests: Option<u32>,
+    #[serde(default)]
+    max_concurrent: Option<u32>,
+    #[serde(default)]
+    idle_timeout_ms: Option<u64>,
+}
+
+/// `[components.NAME.reuse]` in `wasmzip.toml`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReuseToml {
+    #[serde(default)]
+    max_requests: Option<u32>,
+    #[serde(default)]
+    max_concurrent: Option<u32>,
+    #[serde(default)]
+    idle_timeout: Option<DurationValue>,
+}
+
+impl Reuse {
+    fn check(&self) -> Result<(), String> {
+        if self.max_requests == Some(0) || self.max_concurrent == Some(0) || self.idle_timeout_ms == Some(0) {
+            return Err("reuse limits must be greater than zero".into());
+        }
+        if !self.enabled && (self.max_requests.is_some() || self.max_concurrent.is_some() || self.idle_timeout_ms.is_some()) {
+            return Err("reuse limits have no effect with reuse disabled".into());
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for Reuse {
+    /// `manifest.json` writes a table with `enabled`; `wasmzip.toml` takes `reuse = false`,
+    /// `reuse = true` or a table of limits (which enables reuse).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Reuse;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`false`, `true`, or a table of `max_requests`, `max_concurrent` and `idle_timeout`")
+            }
+            fn visit_bool<E: serde::de::Error>(self, enabled: bool) -> Result<Reuse, E> {
+                Ok(Reuse { enabled, ..Reuse::default() })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Reuse, A::Error> {
+                let value = serde_json::Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                let reuse = if value.get("enabled").is_some() {
+                    let j: ReuseJson = serde_json::from_value(value).map_err(serde::de::Error::custom)?;
+                    Reuse { enabled: j.enabled, max_requests: j.max_requests, max_concurrent: j.max_concurrent, idle_timeout_ms: j.idle_timeout_ms }
+                } else {
+                    let t: ReuseToml = serde_json::from_value(value).map_err(serde::de::Error::custom)?;
+                    Reuse {
+                        enabled: true,
+                        max_requests: t.max_requests,
+                        max_concurrent: t.max_concurrent,
+                        idle_timeout_ms: t.idle_timeout.map(|d| u64::try_from(d.0.as_millis()).unwrap_or(u64::MAX)),
+                    }
+                };
+                reuse.check().map_err(serde::de::Error::custom)?;
+                Ok(reuse)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 fn requested_capabilities<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Capability>, D::Error> {
@@ -383,7 +482,7 @@ impl AuthorManifest {
             return Err(invalid("at least one `[components.NAME]` table is required".into()));
         }
         for (name, component) in &manifest.components {
-            check_world_fields(component.world, &component.routes, component.limits.request_body.is_some() || component.limits.response_body.is_some() || component.limits.headers.is_some() || component.limits.outbound_requests.is_some())
+            check_world_fields(component.world, &component.routes, component.limits.request_body.is_some() || component.limits.response_body.is_some() || component.limits.headers.is_some() || component.limits.outbound_requests.is_some() || component.reuse.is_some())
                 .map_err(|m| invalid(format!("components.{name}: {m}")))?;
         }
         Ok(manifest)
@@ -487,6 +586,9 @@ pub struct ComponentEntry {
     /// Route prefixes (`http` components; empty means `/PACKAGE-NAME`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RoutePrefix>,
+    /// Instance reuse (`http` components; schema 2; absent means the host's defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse: Option<Reuse>,
 }
 
 impl ComponentEntry {
@@ -556,6 +658,11 @@ pub struct MemberPin {
 }
 
 impl PackageManifest {
+    /// The oldest schema that holds what this manifest says.
+    pub fn needed_schema(&self) -> u32 {
+        if self.components.values().any(|c| c.reuse.is_some()) { MANIFEST_SCHEMA } else { MANIFEST_SCHEMA_V1 }
+    }
+
     /// The canonical bytes of the manifest: pretty JSON with a trailing newline, fields in fixed order.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = serde_json::to_vec_pretty(self).expect("a manifest always serialises");
@@ -569,9 +676,9 @@ impl PackageManifest {
         let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
         if let Some(schema) = value.get("schema").and_then(|s| s.as_u64())
-            && schema != u64::from(MANIFEST_SCHEMA)
+            && !(u64::from(MANIFEST_SCHEMA_V1)..=u64::from(MANIFEST_SCHEMA)).contains(&schema)
         {
-            return Err(bad(format!("schema {schema} is not supported; this wasmzip reads schema {MANIFEST_SCHEMA}")));
+            return Err(bad(format!("schema {schema} is not supported; this wasmzip reads schemas {MANIFEST_SCHEMA_V1} to {MANIFEST_SCHEMA}")));
         }
         let manifest: PackageManifest = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
         if manifest.components.is_empty() {
@@ -590,7 +697,10 @@ impl PackageManifest {
             if [l.memory_bytes, l.timeout_ms, l.request_body_bytes, l.response_body_bytes, l.header_bytes].contains(&Some(0)) {
                 return Err(bad(format!("component `{name}`: limits must be greater than zero")));
             }
-            let http_limits = l.request_body_bytes.is_some() || l.response_body_bytes.is_some() || l.header_bytes.is_some() || l.outbound_requests.is_some();
+            if component.reuse.is_some() && manifest.schema < MANIFEST_SCHEMA {
+                return Err(bad(format!("component `{name}`: `reuse` needs schema {MANIFEST_SCHEMA}, and this manifest is schema {}", manifest.schema)));
+            }
+            let http_limits = l.request_body_bytes.is_some() || l.response_body_bytes.is_some() || l.header_bytes.is_some() || l.outbound_requests.is_some() || component.reuse.is_some();
             check_world_fields(component.world, &component.routes, http_limits).map_err(|m| bad(format!("component `{name}`: {m}")))?;
         }
         for (name, model) in &manifest.models {
@@ -713,14 +823,55 @@ limits = { memory = "64MiB", timeout = "5s" }
 
     #[test]
     fn package_manifest_rejects_other_schema_and_unknown_fields() {
-        let err = PackageManifest::from_bytes(br#"{"schema": 2}"#).unwrap_err().to_string();
-        assert!(err.contains("schema 2"), "{err}");
+        let err = PackageManifest::from_bytes(br#"{"schema": 3}"#).unwrap_err().to_string();
+        assert!(err.contains("schema 3") && err.contains("schemas 1 to 2"), "{err}");
         let err = PackageManifest::from_bytes(
             br#"{"schema":1,"name":"a","version":"1.0.0","components":{},"members":[],"extra":1}"#,
         )
         .unwrap_err()
         .to_string();
         assert!(err.contains("extra") && err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn reuse_needs_schema_2_and_an_http_component() {
+        let http = |reuse: &str| format!(r#""a":{{"member":"components/a.wasm","world":"http","capabilities":[],"limits":{{}},"reuse":{reuse}}}"#);
+        let with_schema = |schema: u32, component: &str| {
+            let json = String::from_utf8(manifest_json(&format!("{{{component}}}"), &format!("[{PIN_A}]"))).unwrap();
+            json.replace(r#""schema":1"#, &format!(r#""schema":{schema}"#)).into_bytes()
+        };
+        let ok = with_schema(2, &http(r#"{"enabled":true,"max_requests":4}"#));
+        let m = PackageManifest::from_bytes(&ok).unwrap();
+        assert_eq!(m.components.values().next().unwrap().reuse, Some(Reuse { enabled: true, max_requests: Some(4), max_concurrent: None, idle_timeout_ms: None }));
+        assert_eq!(m.needed_schema(), 2);
+        let err = PackageManifest::from_bytes(&with_schema(1, &http(r#"{"enabled":false}"#))).unwrap_err().to_string();
+        assert!(err.contains("`reuse` needs schema 2"), "{err}");
+        for (reuse, expected) in [(r#"{"enabled":true,"max_requests":0}"#, "greater than zero"), (r#"{"enabled":false,"max_concurrent":2}"#, "no effect"), (r#"{"enabled":true,"max":1}"#, "unknown field")] {
+            let err = PackageManifest::from_bytes(&with_schema(2, &http(reuse))).unwrap_err().to_string();
+            assert!(err.contains(expected), "{reuse}: {err}");
+        }
+        let cli = COMPONENT_A.replace(r#""limits":{}"#, r#""limits":{},"reuse":{"enabled":false}"#);
+        let err = PackageManifest::from_bytes(&with_schema(2, &cli)).unwrap_err().to_string();
+        assert!(err.contains("apply to `http` components"), "{err}");
+        // Without reuse, the oldest schema that holds it.
+        assert_eq!(PackageManifest::from_bytes(&with_schema(2, &http("null").replace(r#","reuse":null"#, ""))).unwrap().needed_schema(), 1);
+    }
+
+    #[test]
+    fn author_reuse_takes_false_true_or_limits() {
+        let parse = |reuse: &str| {
+            let text = format!("[package]\nname = \"a\"\nversion = \"1.0.0\"\n[components.a]\nfile = \"a.wasm\"\nworld = \"http\"\nreuse = {reuse}\n");
+            AuthorManifest::parse(&text, Path::new("wasmzip.toml")).map(|m| m.components.values().next().unwrap().reuse).map_err(|e| e.to_string())
+        };
+        assert_eq!(parse("false").unwrap(), Some(Reuse { enabled: false, ..Reuse::default() }));
+        assert_eq!(parse("true").unwrap(), Some(Reuse { enabled: true, ..Reuse::default() }));
+        assert_eq!(
+            parse(r#"{ max_requests = 8, max_concurrent = 2, idle_timeout = "250ms" }"#).unwrap(),
+            Some(Reuse { enabled: true, max_requests: Some(8), max_concurrent: Some(2), idle_timeout_ms: Some(250) })
+        );
+        let err = parse("{ max_concurrent = 0 }").unwrap_err();
+        assert!(err.contains("wasmzip.toml") && err.contains("greater than zero"), "{err}");
+        assert!(parse("3").unwrap_err().contains("`false`, `true`, or a table"));
     }
 
     fn manifest_json(components: &str, members: &str) -> Vec<u8> {

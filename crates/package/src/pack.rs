@@ -8,7 +8,8 @@ use std::path::{Component as PathComponent, Path, PathBuf};
 use crate::archive::{self, ArchiveWriter, Compression};
 use crate::error::PackageError;
 use crate::hashing::{HashingReader, sha256_file};
-use crate::manifest::{AuthorManifest, ComponentEntry, Limits, MANIFEST_SCHEMA, MemberPin, ModelEntry, PackageManifest};
+use crate::capability::Capability;
+use crate::manifest::{AuthorComponent, AuthorManifest, AuthorPackage, ComponentEntry, Limits, MANIFEST_SCHEMA, MemberPin, ModelEntry, Name, PackageManifest, RoutePrefix, World};
 use crate::signing::SigningKey;
 use crate::{MANIFEST_MEMBER, MAX_COMPONENT_SIZE, SIGNATURE_MEMBER, STORE_UNCOMPRESSED_FROM};
 
@@ -47,6 +48,44 @@ struct Input {
 pub fn pack(manifest_path: &Path, key: Option<&SigningKey>, output: Option<&Path>) -> Result<PackSummary, PackageError> {
     let author = AuthorManifest::load(manifest_path)?;
     let base = manifest_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    pack_author(&author, manifest_path, base, key, output)
+}
+
+/// The name a bare `.wasm` is packed under: its file stem, lower-cased, with every character a
+/// name cannot hold replaced by `-` (`wasm` if nothing is left).
+pub fn bare_package_name(wasm: &Path) -> Name {
+    let stem = wasm.file_stem().map(|s| s.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let cleaned: String = stem.chars().map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' }).collect();
+    let trimmed: String = cleaned.trim_matches('-').chars().take(crate::manifest::MAX_NAME_LEN).collect();
+    Name::parse(trimmed.trim_end_matches('-')).unwrap_or_else(|_| Name::parse("wasm").expect("a valid name"))
+}
+
+/// Packs a bare `.wasm` component, unsigned, into `output`: a package named after the file
+/// ([`bare_package_name`], version `0.0.0`) whose one component targets `world`, requests exactly
+/// `capabilities` (the operator's grants, for development) and, for `http`, serves `/`. This is
+/// how `wasmzip serve` and `wasmzip deploy` take a bare `.wasm`.
+pub fn pack_bare(wasm: &Path, world: World, capabilities: &[Capability], output: &Path) -> Result<PackSummary, PackageError> {
+    let name = bare_package_name(wasm);
+    let file = std::path::absolute(wasm).map_err(|e| PackageError::io(wasm, "resolve", e))?;
+    let component = AuthorComponent {
+        file,
+        world,
+        capabilities: capabilities.to_vec(),
+        limits: Default::default(),
+        routes: if world == World::Http { vec![RoutePrefix::parse("/").expect("a valid route")] } else { Vec::new() },
+        reuse: None,
+    };
+    let author = AuthorManifest {
+        package: AuthorPackage { name: name.clone(), version: semver::Version::new(0, 0, 0), description: None, resources: Vec::new() },
+        components: BTreeMap::from([(name, component)]),
+        models: BTreeMap::new(),
+    };
+    crate::manifest::check_capabilities(capabilities).map_err(|message| PackageError::AuthorInput { path: wasm.to_path_buf(), key: "--grant".into(), message })?;
+    pack_author(&author, wasm, Path::new("/"), None, Some(output))
+}
+
+/// Packs `author` (read from `manifest_path`, which errors name; paths relative to `base`).
+fn pack_author(author: &AuthorManifest, manifest_path: &Path, base: &Path, key: Option<&SigningKey>, output: Option<&Path>) -> Result<PackSummary, PackageError> {
     let input_error = |key: String, message: String| PackageError::AuthorInput { path: manifest_path.to_path_buf(), key, message };
 
     let mut inputs: Vec<Input> = Vec::new();
@@ -85,6 +124,7 @@ pub fn pack(manifest_path: &Path, key: Option<&SigningKey>, output: Option<&Path
                     outbound_requests: component.limits.outbound_requests,
                 },
                 routes: component.routes.clone(),
+                reuse: component.reuse,
             },
         );
     }
@@ -117,7 +157,7 @@ pub fn pack(manifest_path: &Path, key: Option<&SigningKey>, output: Option<&Path
     if inputs.len() + 2 > archive::MAX_MEMBERS {
         return Err(input_error("resources".into(), format!("{} members; a package holds at most {}", inputs.len() + 2, archive::MAX_MEMBERS)));
     }
-    let manifest = PackageManifest {
+    let mut manifest = PackageManifest {
         schema: MANIFEST_SCHEMA,
         name: author.package.name.clone(),
         version: author.package.version.clone(),
@@ -126,12 +166,13 @@ pub fn pack(manifest_path: &Path, key: Option<&SigningKey>, output: Option<&Path
         models,
         members: inputs.iter().map(|i| i.pin.clone()).collect(),
     };
+    manifest.schema = manifest.needed_schema();
     let manifest_bytes = manifest.to_bytes();
     let digest = crate::hashing::sha256_hex(&manifest_bytes);
 
     let output = match output {
         Some(p) => p.to_path_buf(),
-        None => PathBuf::from(default_output_name(&author)),
+        None => PathBuf::from(default_output_name(author)),
     };
     write_archive(&output, &manifest_bytes, key.map(|k| k.sign_manifest(&manifest_bytes)).as_deref(), &inputs)?;
     Ok(PackSummary { output, manifest, digest, signed: key.is_some() })

@@ -140,6 +140,7 @@ impl VerifiedPackage {
             world: entry.world,
             capabilities: entry.capabilities.clone(),
             limits: entry.limits,
+            reuse: entry.reuse,
             routes: entry.effective_routes(&self.manifest.name),
             resources_dir: self.resources_dir.clone(),
             resources_hold: self.resources_hold.clone(),
