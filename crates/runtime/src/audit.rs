@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use wasmzip_package::Capability;
 
+use crate::requests::RequestScopes;
+
 /// The tracing target audit events are emitted under.
 pub const AUDIT_TARGET: &str = "wasmzip::audit";
 
@@ -12,17 +14,39 @@ pub const AUDIT_TARGET: &str = "wasmzip::audit";
 #[derive(Debug, Clone)]
 pub struct Auditor {
     subject: Arc<str>,
+    requests: Option<Arc<RequestScopes>>,
 }
 
 impl Auditor {
     /// An auditor for `subject` (for example `hello@1.0.0`).
     pub fn new(subject: impl Into<Arc<str>>) -> Self {
-        Auditor { subject: subject.into() }
+        Auditor { subject: subject.into(), requests: None }
+    }
+
+    /// The same subject, followed by the label of whichever request of a shared instance is
+    /// running when a denial happens.
+    pub fn for_requests(self, requests: Arc<RequestScopes>) -> Self {
+        Auditor { requests: Some(requests), ..self }
+    }
+
+    /// An auditor fixed to what [`Auditor::denied`] would name now: for a denial decided later,
+    /// away from the guest code that asked (say, in a host future), when another request of a
+    /// shared instance may be running.
+    pub fn pinned(&self) -> Auditor {
+        match self.requests.as_ref().and_then(|r| r.current()) {
+            Some(request) => Auditor::new(format!("{} {}", self.subject, request.label)),
+            None => Auditor::new(self.subject.clone()),
+        }
     }
 
     /// Records that `action` was denied and which token would have allowed it.
     pub fn denied(&self, action: &str, needed: &str) {
-        tracing::warn!(target: AUDIT_TARGET, subject = %self.subject, needed = %needed, "denied {action}: no effective capability covers it (needs {needed})");
+        let current = self.requests.as_ref().and_then(|r| r.current());
+        let subject = match &current {
+            Some(request) => format!("{} {}", self.subject, request.label),
+            None => self.subject.to_string(),
+        };
+        tracing::warn!(target: AUDIT_TARGET, subject = %subject, needed = %needed, "denied {action}: no effective capability covers it (needs {needed})");
     }
 
     /// Like [`Auditor::denied`], with a parsed token.

@@ -17,6 +17,7 @@ use crate::capabilities::http::DenialCounter;
 use crate::capabilities::{CapabilityError, InstanceCapabilities};
 use crate::limits::{GuestLimiter, MAX_HOST_TABLE_ENTRIES, MAX_RANDOM_BYTES, MAX_RESOURCE_HANDLES};
 use crate::plan::PlannedComponent;
+use crate::requests::RequestScopes;
 
 /// What is particular to one instance.
 #[derive(Clone)]
@@ -31,6 +32,9 @@ pub struct InstanceScope {
     pub denials: DenialCounter,
     /// Set when the instance's work is given up: queued inference is skipped.
     pub abandoned: Abandoned,
+    /// For an instance that serves many requests: the scope of the one running now, which then
+    /// replaces `label`, `trace_id` and `outbound_limit` above.
+    pub requests: Option<Arc<RequestScopes>>,
 }
 
 impl InstanceScope {
@@ -46,6 +50,7 @@ impl InstanceScope {
             outbound_limit,
             denials: Arc::new(|_| {}),
             abandoned: Abandoned::new(),
+            requests: None,
         }
     }
 }
@@ -133,7 +138,11 @@ impl PlannedComponent {
             Some(label) => format!("{} {label}", self.component().subject()),
             None => self.component().subject(),
         };
-        let mut cx = InstanceContext { wasi: &mut builder, audit: Auditor::new(subject), scope, filesystem: None };
+        let audit = match &scope.requests {
+            Some(requests) => Auditor::new(subject).for_requests(requests.clone()),
+            None => Auditor::new(subject),
+        };
+        let mut cx = InstanceContext { wasi: &mut builder, audit, scope, filesystem: None };
         let capabilities = self.capabilities().instantiate(&mut cx)?;
         let filesystem = cx.filesystem.take();
         Ok((builder, capabilities, filesystem))

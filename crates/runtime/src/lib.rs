@@ -16,6 +16,7 @@ pub mod inspect;
 pub mod instance;
 pub mod limits;
 pub mod plan;
+pub mod requests;
 
 pub use capabilities::CapabilityError;
 pub use command::{AbandonedRun, CommandOutcome, Finished, run_command};
@@ -23,6 +24,7 @@ pub use engine::{CacheOutcome, EngineKind, PoolConfig, Program, Runtime, Runtime
 pub use inspect::WasiVersion;
 pub use instance::{InstanceScope, InstanceState};
 pub use limits::GuestLimits;
+pub use requests::{RequestScope, RequestScopes};
 pub use plan::{Entrypoint, HostResources, KeystoreSource, OperatorGrants, PlanError, PlanWarning, PlannedComponent, plan};
 
 /// Why the runtime could not start a guest.

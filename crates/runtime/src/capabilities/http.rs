@@ -34,6 +34,7 @@ use crate::audit::Auditor;
 use crate::engine::EngineKind;
 use crate::instance::{InstanceContext, InstanceState};
 use crate::plan::{PlanContext, PlanError};
+use crate::requests::RequestScopes;
 
 /// The outbound HTTP unit: one rule set and pooled client per component, one hook per instance.
 pub struct OutboundHttp;
@@ -76,6 +77,7 @@ impl CapabilityUnit for OutboundHttp {
             remaining: scope.outbound_limit,
             limit: scope.outbound_limit,
             denials: scope.denials.clone(),
+            requests: scope.requests.clone(),
         };
         Ok(HttpInstance { ctx: WasiHttpCtx::new(), hooks })
     }
@@ -282,6 +284,8 @@ struct OutboundHooks {
     pub limit: u32,
     /// Counts denials.
     pub denials: DenialCounter,
+    /// The requests of a shared instance: the running one's trace id and budget apply.
+    pub requests: Option<Arc<RequestScopes>>,
 }
 
 fn span_id() -> String {
@@ -302,13 +306,18 @@ impl WasiHttpHooks for OutboundHooks {
         // `Uri::host` keeps an IPv6 address's brackets; the checks and messages add their own.
         let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
         let port = uri.port_u16().unwrap_or(if uri.scheme() == Some(&http::uri::Scheme::HTTPS) { 443 } else { 80 });
-        let over_limit = self.remaining == 0;
-        self.remaining = self.remaining.saturating_sub(1);
-        let limit = self.limit;
+        let (over_limit, limit, trace_id) = match self.requests.as_ref().and_then(|r| r.current()) {
+            Some(request) => (!request.take_outbound(), request.outbound_limit(), request.trace_id.clone()),
+            None => {
+                let over_limit = self.remaining == 0;
+                self.remaining = self.remaining.saturating_sub(1);
+                (over_limit, self.limit, self.trace_id.clone())
+            }
+        };
         let rules = self.rules.clone();
-        let audit = self.audit.clone();
+        let audit = self.audit.pinned();
         let denials = self.denials.clone();
-        let traceparent = format!("00-{}-{}-01", self.trace_id, span_id());
+        let traceparent = format!("00-{trace_id}-{}-01", span_id());
         Box::new(async move {
             let shown = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
             if over_limit {
