@@ -126,8 +126,19 @@ fn cli_labels_every_rotation() {
 
 #[test]
 fn server_labels_every_rotation_concurrently() {
+    serve_labels_every_rotation("orientation");
+}
+
+/// The WASI 0.3 twin, its instances reused: the same labels, and the same errors.
+#[test]
+fn a_wasi_0_3_server_labels_every_rotation_concurrently() {
+    serve_labels_every_rotation("orientation_p3");
+}
+
+/// Serves `guest` (an orientation classifier) and classifies every page at once.
+fn serve_labels_every_rotation(guest: &str) {
     let ws = Workspace::new();
-    let pkg = nn_package(&ws, "orientation", "orientation", "http", &["nn:model:orientation"], None);
+    let pkg = nn_package(&ws, "orientation", guest, "http", &["nn:model:orientation"], None);
     let server = ws.serve(&[pkg.to_str().unwrap(), "--grant-requested"]);
     let labels = &pages().labels;
     let handles: Vec<_> = labels
@@ -155,6 +166,10 @@ fn server_labels_every_rotation_concurrently() {
     assert_eq!(loads, 1, "{}", server.stderr_text());
     assert_eq!(server.get("/orientation").status, 405);
     assert_eq!(server.post("/orientation", b"not an image").status, 400);
+    let page = std::fs::read(pages().dir.join(labels.keys().next().unwrap())).unwrap();
+    let r = server.request("POST", "/orientation", &[("x-model", "mobilenet")], &page);
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["code"], "not-found", "{}", r.text());
 }
 
 #[test]

@@ -2,18 +2,21 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::Args;
 use http::Method;
 use wasmzip_package::Capability;
 
+use crate::commands::bare::{is_wasm, pack_http};
 use crate::admin_client::{AdminClient, ServerOptions, encode};
 
 /// Deploy a package to a running `wasmzip serve` (verified against the server's trusted keys).
 #[derive(Debug, Args)]
 pub struct DeployArgs {
-    /// The package.
+    /// The package, or a bare .wasm component for development: it is packed unsigned, requesting
+    /// exactly the --grant tokens, named after the file and served at `/` (the server must allow
+    /// unsigned packages).
     pub package: PathBuf,
     #[command(flatten)]
     pub server: ServerOptions,
@@ -31,13 +34,23 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
     // Check the token with a cheap call first: a server refusing the upload answers before reading
     // it, and the refusal could otherwise be lost to a broken pipe while the package is still sending.
     client.call(Method::GET, "/v1/functions", Bytes::new()).await?;
-    let bytes = std::fs::read(&args.package).with_context(|| format!("cannot read {}", args.package.display()))?;
+    // Anything but a bare .wasm goes up as it is: the server verifies packages.
+    let packed = if is_wasm(&args.package)? {
+        if args.grant_requested {
+            bail!("{}: --grant-requested needs a package; a bare .wasm requests nothing, so grant with --grant", args.package.display());
+        }
+        Some(pack_http(&args.package, &args.grant)?)
+    } else {
+        None
+    };
+    let path = packed.as_ref().map_or(&args.package, |p| &p.path);
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut query: Vec<String> = args.grant.iter().map(|g| format!("grant={}", encode(&g.to_string()))).collect();
     if args.grant_requested {
         query.push("grant_requested=true".into());
     }
-    let path = if query.is_empty() { "/v1/functions".to_string() } else { format!("/v1/functions?{}", query.join("&")) };
-    let info = client.call(Method::POST, &path, Bytes::from(bytes)).await?;
+    let target = if query.is_empty() { "/v1/functions".to_string() } else { format!("/v1/functions?{}", query.join("&")) };
+    let info = client.call(Method::POST, &target, Bytes::from(bytes)).await?;
     let active = &info["active"];
     println!(
         "deployed {} {} (sequence {}) on {}",

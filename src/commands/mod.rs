@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod bare;
 pub mod cache;
 pub mod deploy;
 pub mod functions;

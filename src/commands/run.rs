@@ -1,7 +1,6 @@
 //! `wasmzip run`: execute a package's `cli` component (or a bare component or preview-1 module) with
 //! exactly the capabilities granted.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -10,6 +9,7 @@ use wasmzip_package::manifest::{Name, World};
 use wasmzip_package::{ResourceSink, VerifiedComponent};
 use wasmzip_runtime::{CacheOutcome, CommandOutcome, HostResources, OperatorGrants, Runtime, RuntimeConfig, plan};
 
+use crate::commands::bare::{Input, sniff};
 use crate::exit;
 use crate::options::{CacheOptions, GrantOptions, KeystoreOptions, LimitOptions, NnOptions, TrustOptions};
 
@@ -36,23 +36,6 @@ pub struct RunArgs {
     /// Arguments passed to the guest.
     #[arg(last = true)]
     pub args: Vec<String>,
-}
-
-/// What kind of file `run` was given.
-enum Input {
-    Package,
-    Wasm,
-}
-
-fn sniff(path: &Path) -> Result<Input> {
-    let mut head = [0u8; 4];
-    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let n = file.read(&mut head).with_context(|| format!("cannot read {}", path.display()))?;
-    match &head[..n] {
-        b"PK\x03\x04" => Ok(Input::Package),
-        b"\0asm" => Ok(Input::Wasm),
-        _ => bail!("{} is neither a .wasmzip package nor a WebAssembly file", path.display()),
-    }
 }
 
 /// Runs the command.

@@ -10,13 +10,18 @@ use wasmzip_package::manifest::{ByteSize, parse_duration};
 use wasmzip_runtime::PoolConfig;
 use wasmzip_server::{ServeConfig, Stop};
 use wasmzip_server::function::OperatorLimits;
+use wasmzip_server::reuse::OperatorReuse;
 
+use crate::commands::bare::{Input, pack_http, sniff};
 use crate::options::{CacheOptions, GrantOptions, KeystoreOptions, LimitOptions, NnOptions, TrustOptions};
 
-/// Serve `http` packages: a fresh instance per request, an admin API, metrics, graceful shutdown.
+/// Serve `http` packages: WASI 0.2 handlers with a fresh instance per request, WASI 0.3 handlers
+/// with instances reused within limits; an admin API, metrics, graceful shutdown.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Packages to deploy at start (as new versions on top of what the data directory holds).
+    /// Packages to deploy at start (as new versions on top of what the data directory holds), or
+    /// bare .wasm components for development (served at `/`, granted only by --grant; they need
+    /// --allow-unsigned).
     pub packages: Vec<PathBuf>,
     /// Public listener.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
@@ -67,6 +72,22 @@ pub struct ServeArgs {
     /// requests, slower requests).
     #[arg(long)]
     pub no_spares: bool,
+    /// Give every request of a WASI 0.3 function a fresh instance, as WASI 0.2 functions get.
+    #[arg(long)]
+    pub no_reuse: bool,
+    /// Lower the requests one WASI 0.3 instance serves in all (default 128).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub reuse_max_requests: Option<u32>,
+    /// Lower the requests one WASI 0.3 instance serves at once (default 16).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub reuse_max_concurrent: Option<u32>,
+    /// Lower how long an idle WASI 0.3 instance is kept for the next request (default 1s).
+    #[arg(long, value_name = "DURATION", value_parser = |s: &str| parse_duration(s))]
+    pub reuse_idle_timeout: Option<Duration>,
+    /// Most requests to WASI 0.3 functions in flight at once; more are answered 503 with
+    /// Retry-After (default: --pool-instances times 16).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_in_flight: Option<u64>,
     /// Threads serving client connections, each keeping its connections and their requests on
     /// one core (default: one per CPU).
     #[arg(long, value_name = "N")]
@@ -115,6 +136,26 @@ pub async fn run(args: ServeArgs) -> Result<u8> {
     if args.workers == Some(0) {
         bail!("--workers must be at least 1");
     }
+    // Bare .wasm files are packed (unsigned, requesting exactly the --grant tokens) and deployed
+    // like any package; the temporary packages live until the server stops.
+    let mut packed = Vec::new();
+    let mut packages = Vec::new();
+    for path in args.packages {
+        match sniff(&path)? {
+            Input::Package => packages.push(path),
+            Input::Wasm => {
+                if args.grants.grant_requested {
+                    bail!("{}: --grant-requested needs a package; a bare .wasm requests nothing, so grant with --grant", path.display());
+                }
+                if !args.trust.allow_unsigned {
+                    bail!("{} is a bare .wasm, which is never signed: serve it with --allow-unsigned (for development)", path.display());
+                }
+                let bare = pack_http(&path, &args.grants.grant)?;
+                packages.push(bare.path.clone());
+                packed.push(bare);
+            }
+        }
+    }
     let config = ServeConfig {
         listen: args.listen,
         admin_listen: args.admin_listen,
@@ -123,7 +164,7 @@ pub async fn run(args: ServeArgs) -> Result<u8> {
         cache_dir: args.cache.root()?,
         cache_max_bytes: args.cache.max_size(),
         trust: args.trust.policy()?,
-        packages: args.packages,
+        packages,
         grants: args.grants.grant,
         grant_requested: args.grants.grant_requested,
         mounts: args.grants.mount,
@@ -135,6 +176,12 @@ pub async fn run(args: ServeArgs) -> Result<u8> {
             response_body: args.max_response_body.map(|b| b.0),
             header_bytes: args.max_header_size.map(|b| b.0),
             outbound_requests: args.max_outbound_requests,
+            reuse: OperatorReuse {
+                disabled: args.no_reuse,
+                max_requests: args.reuse_max_requests,
+                max_concurrent: args.reuse_max_concurrent,
+                idle_timeout: args.reuse_idle_timeout,
+            },
         },
         pool: PoolConfig {
             instances: args.pool_instances,
@@ -149,9 +196,15 @@ pub async fn run(args: ServeArgs) -> Result<u8> {
         keystore: if args.keystore.configured() { Some(args.keystore.open(false)?) } else { None },
         nn: args.nn.config()?,
         max_model_bytes: args.nn.max_model_bytes(),
+        max_in_flight: args.max_in_flight.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
     };
     let stop = stop_signals()?;
-    wasmzip_server::serve(config, stop, |bound| {
+    let listening = |bound: wasmzip_server::BoundAddrs| {
+        // First on stderr, before any deploy is logged, as `wasmtime serve` does: test runners
+        // read the address there. Connections wait in the backlog until the deploys are done.
+        eprintln!("http://{}", bound.public);
+    };
+    wasmzip_server::serve(config, stop, listening, |bound| {
         println!("serving on http://{}", bound.public);
         if let Some(admin) = bound.admin {
             println!("admin on http://{admin}");
@@ -160,6 +213,7 @@ pub async fn run(args: ServeArgs) -> Result<u8> {
         let _ = std::io::stdout().flush();
     })
     .await?;
+    drop(packed);
     Ok(0)
 }
 

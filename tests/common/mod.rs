@@ -201,6 +201,7 @@ pub struct HttpPackage<'a> {
     limits: String,
     signed: bool,
     resources: Vec<(String, Vec<u8>)>,
+    extra: Vec<String>,
 }
 
 impl<'a> HttpPackage<'a> {
@@ -231,6 +232,12 @@ impl<'a> HttpPackage<'a> {
     /// The inside of the `limits = { ... }` inline table, e.g. `timeout = "300ms"`.
     pub fn limits(mut self, limits: &str) -> Self {
         self.limits = limits.to_string();
+        self
+    }
+
+    /// One more line in the component's table, e.g. `reuse = false`.
+    pub fn line(mut self, line: &str) -> Self {
+        self.extra.push(line.to_string());
         self
     }
 
@@ -265,6 +272,10 @@ impl<'a> HttpPackage<'a> {
         if !self.limits.is_empty() {
             toml.push_str(&format!("limits = {{ {} }}\n", self.limits));
         }
+        for line in &self.extra {
+            toml.push_str(line);
+            toml.push('\n');
+        }
         std::fs::write(dir.join("wasmzip.toml"), toml).unwrap();
         let out = self.ws.path(&format!("{}-{}-{n}.wasmzip", self.name, self.version));
         let mut args: Vec<std::ffi::OsString> = vec!["pack".into(), dir.into(), "-o".into(), out.clone().into()];
@@ -291,6 +302,7 @@ impl Workspace {
             limits: String::new(),
             signed: true,
             resources: Vec::new(),
+            extra: Vec::new(),
         }
     }
 

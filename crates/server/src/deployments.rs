@@ -15,7 +15,9 @@ use wasmzip_package::{Capability, PackageError, ResourceSink, TokenError, TrustP
 use wasmzip_runtime::capabilities::filesystem::Mount;
 use wasmzip_runtime::{Entrypoint, GuestLimits, HostResources, KeystoreSource, OperatorGrants, PlanError, Runtime, RuntimeError, plan};
 
-use crate::function::{HttpLimits, LoadedFunction, OperatorLimits};
+use crate::function::{Handler, HttpLimits, LoadedFunction, OperatorLimits};
+use crate::reuse::{PoolSlots, ReuseLimits, Service};
+use wasmtime_wasi_http::handler::ProxyHandler;
 use crate::metrics::Metrics;
 use crate::routing::{RouteConflict, RouteTable};
 use crate::spare::SpareSlot;
@@ -105,6 +107,8 @@ pub struct DeployPolicy {
     pub nn: NnConfig,
     /// Most model bytes one deployment may load.
     pub max_model_bytes: u64,
+    /// The pool's slots, which WASI 0.3 instances take when they are made.
+    pub pool: PoolSlots,
 }
 
 /// One version as the admin API shows it.
@@ -135,6 +139,12 @@ pub struct FunctionInfo {
     pub routes: Vec<String>,
     /// Effective capabilities of the serving version.
     pub capabilities: Vec<String>,
+    /// The WASI version of its handler (`0.2` or `0.3`).
+    pub wasi: Option<String>,
+    /// Requests one instance serves in all (1: a fresh instance per request).
+    pub reuse_max_requests: Option<u32>,
+    /// Requests one instance serves at once.
+    pub reuse_max_concurrent: Option<u32>,
     /// Kept versions, oldest first.
     pub versions: Vec<VersionInfo>,
 }
@@ -378,6 +388,9 @@ impl Deployments {
             active: loaded.and_then(|f| record.versions.iter().find(|v| v.sequence == f.sequence)).map(VersionInfo::from),
             routes: loaded.map(|f| f.routes.iter().map(|r| r.to_string()).collect()).unwrap_or_default(),
             capabilities: loaded.map(|f| f.effective.clone()).unwrap_or_default(),
+            wasi: loaded.map(|f| f.planned.entry().wasi().to_string()),
+            reuse_max_requests: loaded.map(|f| f.handler.reuse().max_requests),
+            reuse_max_concurrent: loaded.map(|f| f.handler.reuse().max_concurrent),
             versions: record.versions.iter().map(VersionInfo::from).collect(),
         })
     }
@@ -386,7 +399,7 @@ impl Deployments {
 fn load_blocking(
     runtime: &Runtime,
     policy: &DeployPolicy,
-    metrics: &Metrics,
+    metrics: &Arc<Metrics>,
     path: &Path,
     version: &DeployedVersion,
     grants: &[Capability],
@@ -411,23 +424,43 @@ fn load_blocking(
     if package.wrote_resources() || planned.cache_outcome() == wasmzip_runtime::CacheOutcome::Compiled {
         wasmzip_runtime::cache_dir::CacheDir::new(&policy.cache_root).enforce_cap(policy.cache_max_bytes);
     }
-    let pre = match planned.entry() {
-        Entrypoint::HttpP2(pre) => pre.clone(),
-        _ => return Err(DeployError::Unsupported(format!("{}: serving WASI 0.3 handlers is not supported by this server", planned.component().description()))),
-    };
     let component = planned.component();
+    let name: Arc<str> = Arc::from(manifest.name.as_str());
+    let version_name: Arc<str> = Arc::from(manifest.version.to_string());
+    let limits = HttpLimits::resolve(component.limits(), &policy.limits, policy.pool_memory);
+    let function_metrics = metrics.for_function(&name, &version_name);
+    let routes = component.routes().to_vec();
+    let reuse = ReuseLimits::resolve(component.reuse(), &policy.limits.reuse);
+    let effective = planned.effective().iter().map(|c| c.to_string()).collect();
+    let planned = Arc::new(planned);
+    let handler = match planned.entry() {
+        Entrypoint::HttpP2(pre) => Handler::Fresh(pre.clone()),
+        Entrypoint::HttpP3(pre) => Handler::Reused(ProxyHandler::new(Service {
+            pre: pre.clone(),
+            planned: planned.clone(),
+            limits,
+            reuse,
+            function: name.clone(),
+            version: version_name.clone(),
+            metrics: function_metrics.clone(),
+            server_metrics: metrics.clone(),
+            pool: policy.pool.clone(),
+            made: Default::default(),
+        })),
+        _ => return Err(DeployError::Unsupported(format!("{}: not a wasi:http handler", planned.component().description()))),
+    };
     Ok(LoadedFunction {
-        name: Arc::from(manifest.name.as_str()),
-        version: Arc::from(manifest.version.to_string()),
+        name,
+        version: version_name,
         digest: package.digest().to_string(),
         sequence: version.sequence,
-        routes: component.routes().to_vec(),
-        limits: HttpLimits::resolve(component.limits(), &policy.limits, policy.pool_memory),
+        routes,
+        limits,
         grants: version.grants.clone(),
-        effective: planned.effective().iter().map(|c| c.to_string()).collect(),
-        metrics: metrics.for_function(manifest.name.as_str(), &manifest.version.to_string()),
-        pre,
-        planned: Arc::new(planned),
+        effective,
+        metrics: function_metrics,
+        handler,
+        planned,
         spare: SpareSlot::default(),
     })
 }

@@ -1,15 +1,18 @@
 //! A deployed function version, built once: its planned component (capabilities, models, compiled
-//! and pre-instantiated code) and its HTTP limits. Each request only makes a store and instantiates.
+//! and pre-instantiated code), its HTTP limits, and how its requests reach an instance (a fresh
+//! one per request for WASI 0.2; Wasmtime's reusing handler for WASI 0.3).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use wasmtime_wasi_http::handler::ProxyHandler;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmzip_package::manifest::{Limits, RoutePrefix};
 use wasmzip_runtime::capabilities::http::DEFAULT_OUTBOUND_REQUESTS;
 use wasmzip_runtime::{InstanceState, PlannedComponent};
 
 use crate::metrics::FunctionMetrics;
+use crate::reuse::{OperatorReuse, ReuseLimits, Service};
 use crate::spare::SpareSlot;
 
 /// Request body limit when neither manifest nor operator sets one.
@@ -53,6 +56,8 @@ pub struct OperatorLimits {
     pub header_bytes: Option<u64>,
     /// Outbound requests.
     pub outbound_requests: Option<u32>,
+    /// Instance reuse of WASI 0.3 functions.
+    pub reuse: OperatorReuse,
 }
 
 fn lower<T: Ord + Copy>(manifest: Option<T>, operator: Option<T>, default: T) -> T {
@@ -90,8 +95,8 @@ pub struct LoadedFunction {
     pub routes: Vec<RoutePrefix>,
     /// The planned component: capabilities, models, keystore, compiled code.
     pub planned: Arc<PlannedComponent>,
-    /// Its `wasi:http/incoming-handler` entry point, pre-instantiated.
-    pub pre: ProxyPre<InstanceState>,
+    /// How its requests reach an instance.
+    pub handler: Handler,
     /// Per-request limits.
     pub limits: HttpLimits,
     /// Tokens granted at deploy.
@@ -100,8 +105,35 @@ pub struct LoadedFunction {
     pub effective: Vec<String>,
     /// Its metric handles.
     pub metrics: FunctionMetrics,
-    /// The instance made ahead of its next request, if any.
+    /// The instance made ahead of its next request, if any (WASI 0.2 functions).
     pub spare: SpareSlot,
+}
+
+/// How a function's requests reach an instance.
+pub enum Handler {
+    /// WASI 0.2 (`wasi:http/incoming-handler`): a fresh instance per request, from this
+    /// pre-instantiated entry point (or the function's spare, made from it ahead of time).
+    Fresh(ProxyPre<InstanceState>),
+    /// WASI 0.3 (`wasi:http/handler`): Wasmtime's handler, which reuses instances within the limits.
+    Reused(ProxyHandler<Service>),
+}
+
+impl Handler {
+    /// The WASI 0.2 entry point, for a function that has one.
+    pub fn fresh(&self) -> Option<&ProxyPre<InstanceState>> {
+        match self {
+            Handler::Fresh(pre) => Some(pre),
+            Handler::Reused(_) => None,
+        }
+    }
+
+    /// The reuse limits in force (a fresh instance per request for WASI 0.2).
+    pub fn reuse(&self) -> ReuseLimits {
+        match self {
+            Handler::Fresh(_) => ReuseLimits::FRESH,
+            Handler::Reused(handler) => handler.state().reuse(),
+        }
+    }
 }
 
 #[cfg(test)]

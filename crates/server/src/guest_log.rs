@@ -1,10 +1,13 @@
 //! Guest stdout and stderr as host log lines, each tagged with function, version and request id.
+//! An instance that serves many requests (WASI 0.3 reuse) tags each line with the request running
+//! when the line was completed.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmzip_runtime::RequestScopes;
 
 /// Longest line kept whole; longer output is logged in pieces of this size.
 pub const MAX_LOG_LINE: usize = 16 * 1024;
@@ -26,22 +29,31 @@ pub struct GuestLog {
     tag: LogTag,
     stream: &'static str,
     pending: Arc<Mutex<Vec<u8>>>,
+    requests: Option<Arc<RequestScopes>>,
 }
 
 impl GuestLog {
     /// A log stream named `stream` (`stdout` or `stderr`).
     pub fn new(tag: LogTag, stream: &'static str) -> Self {
-        GuestLog { tag, stream, pending: Arc::new(Mutex::new(Vec::new())) }
+        GuestLog { tag, stream, pending: Arc::new(Mutex::new(Vec::new())), requests: None }
+    }
+
+    /// A log stream of an instance that serves many requests: a line is tagged with the request
+    /// running when it is completed, else with `tag`'s id (the instance's).
+    pub fn shared(tag: LogTag, stream: &'static str, requests: Arc<RequestScopes>) -> Self {
+        GuestLog { requests: Some(requests), ..GuestLog::new(tag, stream) }
     }
 
     fn emit(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches(['\r', '\n']);
+        let running = self.requests.as_ref().and_then(|r| r.current());
+        let request_id = running.as_ref().map_or(&self.tag.request_id, |r| &r.trace_id);
         tracing::info!(
             target: "wasmzip::guest",
             function = %self.tag.function,
             version = %self.tag.version,
-            request_id = %self.tag.request_id,
+            request_id = %request_id,
             stream = self.stream,
             "{text}"
         );

@@ -1,5 +1,5 @@
-//! `wasmzip serve`: many `wasi:http` functions behind one listener, a fresh isolated instance per
-//! request, an admin API with metrics on its own listener, deployments that survive restarts, and
+//! `wasmzip serve`: many `wasi:http` functions behind one listener (WASI 0.2 handlers with a fresh
+//! isolated instance per request, WASI 0.3 handlers with instances reused within limits), an admin API with metrics on its own listener, deployments that survive restarts, and
 //! graceful shutdown.
 #![deny(missing_docs)]
 
@@ -9,6 +9,7 @@ pub mod function;
 pub mod guest_log;
 pub mod metrics;
 pub mod request;
+pub mod reuse;
 pub mod routing;
 pub mod spare;
 pub mod store;
@@ -82,6 +83,10 @@ pub struct ServeConfig {
     pub nn: wasmzip_nn::NnConfig,
     /// Most model bytes one deployment may load.
     pub max_model_bytes: u64,
+    /// Most requests to WASI 0.3 functions in flight at once, server-wide (their instances may
+    /// serve several at once); more are answered 503. `None`: the pool's instances times
+    /// [`reuse::DEFAULT_MAX_CONCURRENT`].
+    pub max_in_flight: Option<usize>,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -123,7 +128,9 @@ pub struct ServerShared {
     /// Admission: one permit per pool slot; none left means 503.
     pub slots: Arc<Semaphore>,
     /// Makes spare instances and tears down finished stores.
-    pub recycler: Recycler,
+    pub recycler: Arc<Recycler>,
+    /// Admission of requests to WASI 0.3 functions: one permit per request in flight.
+    pub request_permits: Arc<Semaphore>,
     /// Requests waiting for a slot now (see `request::ADMISSION_WAIT`).
     pub admission_waiters: AtomicUsize,
     /// The most requests that may wait for a slot at once: as many as there are slots.
@@ -150,15 +157,31 @@ pub enum Stop {
 
 /// Runs the server until `stop` says to, then stops accepting and, for [`Stop::Drain`], lets
 /// in-flight requests finish within the grace period (a later [`Stop::Now`] cuts that short).
-/// `ready` receives the bound addresses once both listeners are up. The one owner of the signals
-/// (the binary) sends on `stop`; every part of the server watches it.
+/// `listening` receives the bound addresses as soon as both listeners are bound (before the
+/// deployments load; connections wait in the backlog meanwhile), `ready` once the server accepts.
+/// The one owner of the signals (the binary) sends on `stop`; every part of the server watches it.
 pub async fn serve(
     config: ServeConfig,
     mut stop: tokio::sync::watch::Receiver<Option<Stop>>,
+    listening: impl FnOnce(BoundAddrs),
     ready: impl FnOnce(BoundAddrs),
 ) -> Result<(), ServeError> {
+    let public = TcpListener::bind(config.listen).await.map_err(|error| ServeError::Bind { addr: config.listen, error })?;
+    let admin = match config.admin_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|error| ServeError::Bind { addr, error })?),
+        None => None,
+    };
+    let bound = BoundAddrs {
+        public: public.local_addr().map_err(|error| ServeError::Bind { addr: config.listen, error })?,
+        admin: admin.as_ref().and_then(|a| a.local_addr().ok()),
+    };
+    listening(bound);
+
     let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(config.cache_dir.join("compiled")), pooling: Some(config.pool) })?);
     let metrics = Arc::new(Metrics::default());
+    let slots = Arc::new(Semaphore::new(config.pool.instances as usize));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let recycler = Arc::new(Recycler::start(slots.clone(), config.spare_idle, metrics.spares.clone(), connections.clone()).map_err(ServeError::Recycler)?);
     let policy = DeployPolicy {
         trust: config.trust.clone(),
         limits: config.limits,
@@ -171,6 +194,7 @@ pub async fn serve(
         keystore: config.keystore.clone(),
         nn: config.nn.clone(),
         max_model_bytes: config.max_model_bytes,
+        pool: reuse::PoolSlots { slots: slots.clone(), recycler: recycler.clone() },
     };
     let store = LocalStore::open(&config.data_dir)?;
     let deployments = Arc::new(Deployments::open(runtime.clone(), Box::new(store), policy, metrics.clone()).await?);
@@ -179,25 +203,14 @@ pub async fn serve(
         tracing::info!(function = %info.name, routes = ?info.routes, "serving {}", package.display());
     }
 
-    let public = TcpListener::bind(config.listen).await.map_err(|error| ServeError::Bind { addr: config.listen, error })?;
-    let admin = match config.admin_listen {
-        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|error| ServeError::Bind { addr, error })?),
-        None => None,
-    };
-    let bound = BoundAddrs {
-        public: public.local_addr().map_err(|error| ServeError::Bind { addr: config.listen, error })?,
-        admin: admin.as_ref().and_then(|a| a.local_addr().ok()),
-    };
-
-    let slots = Arc::new(Semaphore::new(config.pool.instances as usize));
-    let connections = Arc::new(AtomicUsize::new(0));
-    let recycler = Recycler::start(slots.clone(), config.spare_idle, metrics.spares.clone(), connections.clone()).map_err(ServeError::Recycler)?;
+    let max_in_flight = config.max_in_flight.unwrap_or(config.pool.instances as usize * reuse::DEFAULT_MAX_CONCURRENT as usize);
     let shared = Arc::new(ServerShared {
         deployments: deployments.clone(),
         metrics: metrics.clone(),
         runtime,
         slots,
         recycler,
+        request_permits: Arc::new(Semaphore::new(max_in_flight)),
         admission_waiters: AtomicUsize::new(0),
         max_admission_waiters: config.pool.instances as usize,
     });

@@ -18,7 +18,9 @@ use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{Error as HttpError, WasiHttpView};
 use wasmzip_nn::Abandoned;
-use wasmzip_runtime::InstanceScope;
+use wasmtime_wasi_http::WasiBody;
+use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, ProxyHandler, TrapOrPanicError};
+use wasmzip_runtime::{InstanceScope, RequestScope};
 use wasmzip_runtime::engine::schedule_guest;
 use wasmzip_runtime::instance::limit_store;
 
@@ -26,6 +28,8 @@ use crate::ServerShared;
 use crate::function::LoadedFunction;
 use crate::guest_log::{GuestLog, LogTag};
 use crate::metrics::DenialLabels;
+use crate::function::Handler;
+use crate::reuse::{PoolExhausted, Service, Ticket};
 use crate::spare::adopt;
 
 /// Errors carried by response bodies.
@@ -139,7 +143,7 @@ pub async fn handle(shared: Arc<ServerShared>, req: Request<Incoming>) -> Respon
 async fn serve(
     shared: &Arc<ServerShared>,
     function: &Arc<LoadedFunction>,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     id: &str,
     prefix: String,
     remainder: String,
@@ -153,6 +157,11 @@ async fn serve(
     if declared.is_some_and(|n| n > limits.request_body) {
         return host_response(StatusCode::PAYLOAD_TOO_LARGE, id, &format!("request body exceeds {} bytes", limits.request_body));
     }
+    let taken = guest_request(req, prefix, remainder, limits.request_body);
+    let pre = match &function.handler {
+        Handler::Reused(handler) => return serve_reused(shared, function, handler, taken, id).await,
+        Handler::Fresh(pre) => pre.clone(),
+    };
     // A spare instance comes with its own permit; otherwise this request takes one, giving up
     // another function's spare when that is what holds the last one.
     let (permit, ready) = match function.spare.take() {
@@ -162,43 +171,13 @@ async fn serve(
         }
         None => match admit(shared).await {
             Some(permit) => (permit, None),
-            None => {
-                shared.metrics.shed.inc();
-                let mut r = host_response(StatusCode::SERVICE_UNAVAILABLE, id, "the server is at capacity; retry shortly");
-                r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return r;
-            }
+            None => return at_capacity(shared, id),
         },
     };
     shared.recycler.warm(function);
     shared.metrics.in_flight.inc();
     let in_flight = InFlight(shared.clone());
 
-    // What the guest sees: the full path, plus where the route matched.
-    let headers = req.headers_mut();
-    headers.remove(ROUTE_PREFIX_HEADER);
-    headers.remove(ROUTE_REMAINDER_HEADER);
-    for (name, value) in [(ROUTE_PREFIX_HEADER, prefix), (ROUTE_REMAINDER_HEADER, remainder)] {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(name, v);
-        }
-    }
-    if !headers.contains_key(http::header::HOST) {
-        headers.insert(http::header::HOST, HeaderValue::from_static("localhost"));
-    }
-    let limit = limits.request_body;
-    let taken = req.map(|body| {
-        Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).map_err(move |e| {
-            if e.is::<LengthLimitError>() {
-                HttpError::HttpRequestBodySize(Some(limit))
-            } else {
-                match e.downcast::<hyper::Error>() {
-                    Ok(h) => HttpError::Hyper(*h),
-                    Err(e) => HttpError::Connect(std::io::Error::other(e.to_string())),
-                }
-            }
-        })
-    });
 
     let tag = LogTag { function: function.name.clone(), version: function.version.clone(), request_id: Arc::from(id) };
     let stdout = GuestLog::new(tag.clone(), "stdout");
@@ -214,6 +193,7 @@ async fn serve(
             metrics.denials.get_or_create(&DenialLabels { function: function_name.clone(), kind: kind.to_string() }).inc();
         }),
         abandoned: abandoned.clone(),
+        requests: None,
     };
     let (out, err) = (stdout.clone(), stderr.clone());
     let state = match function.planned.instance_state(&scope, |b| {
@@ -253,7 +233,6 @@ async fn serve(
     let deadline = tokio::time::Instant::now() + limits.timeout;
     let given_up = abandoned.clone();
     schedule_guest(&mut store, Some(deadline.into_std()), move || given_up.is_set());
-    let pre = function.pre.clone();
     let instantiation = fm.instantiation.clone();
     // The deadline covers the whole request, response body included: at the deadline the guest's
     // future is dropped inside its task, which drops the store (whether it was running wasm or waiting
@@ -295,26 +274,14 @@ async fn serve(
         // head found ready after the deadline. It is still too late.
         Ok(Ok(Ok(_))) if tokio::time::Instant::now() >= deadline => timed_out(),
         Ok(Ok(Ok(response))) => {
-            let (mut parts, body) = response.into_parts();
-            let length = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-            if length.is_some_and(|n| n > limits.response_body) {
-                tracing::warn!(function = %labels.function, request_id = %id, "response body of {} bytes exceeds the limit of {}", length.unwrap_or(0), limits.response_body);
-                return host_response(StatusCode::INTERNAL_SERVER_ERROR, id, &format!("the function's response is too large (request {id})"));
-            }
-            if let Ok(v) = HeaderValue::from_str(id) {
-                parts.headers.insert(REQUEST_ID_HEADER, v);
-            }
+            let (parts, body) = match guest_head(function, id, response) {
+                Ok(head) => head,
+                Err(refused) => return refused,
+            };
             // The guest goes on writing the body after the head is sent; what becomes of it is
             // reported when its task ends.
             give_up.armed = false;
             tokio::spawn(report_after_head(guest, function.clone(), id.to_string(), limits.memory_bytes));
-            let body = CappedBody {
-                inner: body.map_err(|e| BoxError::from(format!("{e:?}"))).boxed_unsync(),
-                remaining: limits.response_body,
-                limit: limits.response_body,
-                function: function.name.clone(),
-                request_id: Arc::from(id),
-            };
             Response::from_parts(parts, body.boxed_unsync())
         }
         Ok(Ok(Err(code))) => {
@@ -345,6 +312,201 @@ async fn serve(
                 }
             }
         }
+    }
+}
+
+/// The request as the guest sees it: the full path, plus where the route matched, a `host`, and a
+/// body that fails past `limit` bytes.
+fn guest_request(mut req: Request<Incoming>, prefix: String, remainder: String, limit: u64) -> Request<WasiBody> {
+    let headers = req.headers_mut();
+    headers.remove(ROUTE_PREFIX_HEADER);
+    headers.remove(ROUTE_REMAINDER_HEADER);
+    for (name, value) in [(ROUTE_PREFIX_HEADER, prefix), (ROUTE_REMAINDER_HEADER, remainder)] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+    if !headers.contains_key(http::header::HOST) {
+        headers.insert(http::header::HOST, HeaderValue::from_static("localhost"));
+    }
+    req.map(|body| {
+        Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).map_err(move |e| {
+            if e.is::<LengthLimitError>() {
+                HttpError::HttpRequestBodySize(Some(limit))
+            } else {
+                match e.downcast::<hyper::Error>() {
+                    Ok(h) => HttpError::Hyper(*h),
+                    Err(e) => HttpError::Connect(std::io::Error::other(e.to_string())),
+                }
+            }
+        })
+        .boxed_unsync()
+    })
+}
+
+/// A guest's response head, checked against the response body limit and tagged with the request
+/// id, and its body capped at that limit; or the 500 that replaces a head announcing too large a
+/// body.
+fn guest_head<B>(function: &LoadedFunction, id: &str, response: Response<B>) -> Result<(http::response::Parts, CappedBody), Response<ResponseBody>>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: std::fmt::Debug,
+{
+    let limit = function.limits.response_body;
+    let (mut parts, body) = response.into_parts();
+    let length = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if let Some(length) = length.filter(|n| *n > limit) {
+        tracing::warn!(function = %function.name, request_id = %id, "response body of {length} bytes exceeds the limit of {limit}");
+        return Err(host_response(StatusCode::INTERNAL_SERVER_ERROR, id, &format!("the function's response is too large (request {id})")));
+    }
+    if let Ok(v) = HeaderValue::from_str(id) {
+        parts.headers.insert(REQUEST_ID_HEADER, v);
+    }
+    let capped = CappedBody {
+        inner: body.map_err(|e| BoxError::from(format!("{e:?}"))).boxed_unsync(),
+        remaining: limit,
+        limit,
+        function: function.name.clone(),
+        request_id: Arc::from(id),
+    };
+    Ok((parts, capped))
+}
+
+/// The 503 a request gets when the server is at capacity, counted as shed.
+fn at_capacity(shared: &ServerShared, id: &str) -> Response<ResponseBody> {
+    shared.metrics.shed.inc();
+    let mut r = host_response(StatusCode::SERVICE_UNAVAILABLE, id, "the server is at capacity; retry shortly");
+    r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+/// The 504 of a request past its deadline, counted and logged.
+fn timed_out(function: &LoadedFunction, id: &str) -> Response<ResponseBody> {
+    let labels = &function.metrics.labels;
+    function.metrics.timeouts.inc();
+    tracing::warn!(function = %labels.function, version = %labels.version, request_id = %id, "request exceeded its time limit of {:?}", function.limits.timeout);
+    host_response(StatusCode::GATEWAY_TIMEOUT, id, &format!("the function exceeded its time limit (request {id})"))
+}
+
+/// A request to a WASI 0.3 function: admitted with a request permit, handed to Wasmtime's handler
+/// with its scope and deadline (it picks or makes the instance), and every way that can end turned
+/// into a response. The permit is held until the response body ends.
+async fn serve_reused(
+    shared: &Arc<ServerShared>,
+    function: &Arc<LoadedFunction>,
+    handler: &ProxyHandler<Service>,
+    req: Request<WasiBody>,
+    id: &str,
+) -> Response<ResponseBody> {
+    let Ok(permit) = shared.request_permits.clone().try_acquire_owned() else {
+        return at_capacity(shared, id);
+    };
+    shared.metrics.in_flight.inc();
+    let in_flight = InFlight(shared.clone());
+    let limits = function.limits;
+    let labels = &function.metrics.labels;
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let ticket = Ticket { scope: Arc::new(RequestScope::new(Arc::from(id), limits.outbound_requests)), deadline };
+    let req = with_absolute_uri(req);
+    let outcome = match tokio::time::timeout_at(deadline, handler.handle(ticket, req)).await {
+        Err(_) => return timed_out(function, id),
+        Ok(outcome) => outcome,
+    };
+    let error = match outcome {
+        // As for WASI 0.2: a head found ready after the deadline is still too late.
+        Ok(_) if tokio::time::Instant::now() >= deadline => return timed_out(function, id),
+        Ok(response) => {
+            let (parts, capped) = match guest_head(function, id, response) {
+                Ok(head) => head,
+                Err(refused) => return refused,
+            };
+            let body = DeadlineBody {
+                inner: capped,
+                deadline: Box::pin(tokio::time::sleep_until(deadline)),
+                function: function.clone(),
+                request_id: Arc::from(id),
+                _held: (permit, in_flight),
+            };
+            return Response::from_parts(parts, body.boxed_unsync());
+        }
+        Err(error) => error,
+    };
+    // An instance dropped from outside at the deadline (its guest computed without yielding) ends
+    // its requests as if it had trapped: past the deadline, that is a timeout.
+    if error.is::<ExpirationError>() || tokio::time::Instant::now() >= deadline {
+        return timed_out(function, id);
+    }
+    if let Some(failed) = error.downcast_ref::<InstantiationError<Ticket>>() {
+        let cause = &failed.error;
+        if cause.is::<PoolExhausted>() || cause.is::<wasmtime::PoolConcurrencyLimitError>() {
+            return at_capacity(shared, id);
+        }
+        tracing::error!(function = %labels.function, version = %labels.version, request_id = %id, "cannot make an instance: {:#}", cause);
+        return host_response(StatusCode::INTERNAL_SERVER_ERROR, id, &format!("internal error (request {id})"));
+    }
+    if error.is::<TrapOrPanicError>() {
+        // The instance's end is logged (and counted) once, with its cause, where it is dropped.
+        tracing::warn!(function = %labels.function, version = %labels.version, request_id = %id, "the request failed: its instance trapped");
+        return host_response(StatusCode::INTERNAL_SERVER_ERROR, id, &format!("the function trapped (request {id})"));
+    }
+    tracing::warn!(function = %labels.function, request_id = %id, "the function answered with an error: {error:#}");
+    host_response(StatusCode::INTERNAL_SERVER_ERROR, id, &format!("the function failed (request {id})"))
+}
+
+/// The request with an absolute URI: scheme `http` and the `host` header's authority. A 0.3 handler
+/// reads both from the request (`get-scheme`, `get-authority`), where a 0.2 handler is told the
+/// scheme apart; hyper hands the server the origin form (`/path?query`) only.
+fn with_absolute_uri(req: Request<WasiBody>) -> Request<WasiBody> {
+    if req.uri().scheme().is_some() {
+        return req;
+    }
+    let (mut head, body) = req.into_parts();
+    let authority = head.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).and_then(|h| h.parse::<http::uri::Authority>().ok());
+    let mut parts = head.uri.clone().into_parts();
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    parts.authority = Some(authority.unwrap_or_else(|| http::uri::Authority::from_static("localhost")));
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        head.uri = uri;
+    }
+    Request::from_parts(head, body)
+}
+
+/// A response body that fails at its request's deadline, holding what the request holds until it
+/// ends.
+struct DeadlineBody<H> {
+    inner: CappedBody,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    function: Arc<LoadedFunction>,
+    request_id: Arc<str>,
+    _held: H,
+}
+
+impl<H: Unpin> Body for DeadlineBody<H> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            let labels = &self.function.metrics.labels;
+            self.function.metrics.timeouts.inc();
+            tracing::warn!(function = %labels.function, version = %labels.version, request_id = %self.request_id, "the function exceeded its time limit while sending its response body");
+            return Poll::Ready(Some(Err("the response body outlived its request's time limit".into())));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -193,6 +193,7 @@ impl Recycler {
     pub fn warm(&self, function: &Arc<LoadedFunction>) {
         let slot = &function.spare;
         if !self.spares
+            || function.handler.fresh().is_none()
             || slot.failed.load(Ordering::Relaxed)
             || !self.core_to_spare()
             || slot.warming.swap(true, Ordering::AcqRel)
@@ -312,7 +313,8 @@ impl Worker {
     }
 
     fn make_spare(&self, function: &LoadedFunction, permit: OwnedSemaphorePermit) -> wasmtime::Result<Spare> {
-        let mut store = Store::new(function.pre.instance_pre().engine(), blank_state(function)?);
+        let pre = function.handler.fresh().ok_or_else(|| wasmtime::format_err!("a WASI 0.3 function has no spares"))?;
+        let mut store = Store::new(pre.instance_pre().engine(), blank_state(function)?);
         limit_store(&mut store);
         // No request's code runs yet, but a start function could spin (it traps at the function's
         // time limit) or wait in a host call (it is dropped then).
@@ -320,7 +322,7 @@ impl Worker {
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
         store.epoch_deadline_trap();
         let t0 = Instant::now();
-        let instantiate = async { tokio::time::timeout(function.limits.timeout, function.pre.instantiate_async(&mut store)).await };
+        let instantiate = async { tokio::time::timeout(function.limits.timeout, pre.instantiate_async(&mut store)).await };
         let proxy = self
             .runtime
             .block_on(instantiate)
@@ -339,6 +341,7 @@ fn blank_state(function: &LoadedFunction) -> Result<InstanceState, CapabilityErr
         outbound_limit: 0,
         denials: Arc::new(|_| {}),
         abandoned: Abandoned::new(),
+        requests: None,
     };
     function.planned.instance_state(&scope, |_| {})
 }

@@ -1,0 +1,54 @@
+//! What a subcommand was given: a package, or a bare `.wasm` for development, which `serve` and
+//! `deploy` pack on the fly into an unsigned package (`wasmzip_package::pack_bare`).
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use wasmzip_package::{Capability, World};
+
+/// What kind of file a subcommand was given.
+pub enum Input {
+    /// A `.wasmzip` package (a ZIP archive).
+    Package,
+    /// A WebAssembly component or module.
+    Wasm,
+}
+
+/// Tells a package from a WebAssembly file by its first bytes.
+pub fn sniff(path: &Path) -> Result<Input> {
+    let mut head = [0u8; 4];
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let n = file.read(&mut head).with_context(|| format!("cannot read {}", path.display()))?;
+    match &head[..n] {
+        b"PK\x03\x04" => Ok(Input::Package),
+        b"\0asm" => Ok(Input::Wasm),
+        _ => bail!("{} is neither a .wasmzip package nor a WebAssembly file", path.display()),
+    }
+}
+
+/// Whether `path` starts like a WebAssembly file (anything else is sent as it is, for the server
+/// to judge).
+pub fn is_wasm(path: &Path) -> Result<bool> {
+    let mut head = [0u8; 4];
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let n = file.read(&mut head).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(&head[..n] == b"\0asm")
+}
+
+/// A bare `.wasm` packed into an unsigned package that lives as long as this value.
+pub struct PackedBare {
+    _dir: tempfile::TempDir,
+    /// The package file.
+    pub path: PathBuf,
+}
+
+/// Packs the `http` component `wasm` into an unsigned package requesting exactly `grants` (so they
+/// are what it gets: a bare `.wasm` requests nothing of its own). Serving it needs the server to
+/// accept unsigned packages (`--allow-unsigned`).
+pub fn pack_http(wasm: &Path, grants: &[Capability]) -> Result<PackedBare> {
+    let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
+    let path = dir.path().join(format!("{}.wasmzip", wasmzip_package::bare_package_name(wasm)));
+    wasmzip_package::pack_bare(wasm, World::Http, grants, &path)?;
+    Ok(PackedBare { _dir: dir, path })
+}
