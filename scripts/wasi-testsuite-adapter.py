@@ -4,7 +4,8 @@
 # branch `prod/testsuite-base`, which carries the prebuilt tests) runs every
 # test through an "adapter": a Python module that the suite's runner loads and
 # asks to turn one test's spec (args, env, preopened root dir, proposals,
-# world) into a command line.  This is that module for `wasmzip run`.
+# world) into a command line.  This is that module for `wasmzip run` and, for
+# the `wasi:http/service` tests, `wasmzip serve`.
 #
 # Usage, from a work tree of the suite's `prod/testsuite-base` branch:
 #
@@ -29,15 +30,22 @@
 #   proposal "http"           --grant network:outbound:* (outgoing wasi:http
 #                             requests are governed by the outbound rules)
 #   args                      after `--`
-#   world wasi:http/service   not offered: `wasmzip serve` cannot serve WASI 0.3
-#                             components yet, so the runner skips those tests.
+#   world wasi:http/service   `wasmzip serve TEST.wasm --allow-unsigned
+#                             --listen 127.0.0.1:0` with a fresh data directory
+#                             (the runner reads the URL from the first stderr
+#                             line); the same grants, plus, for each env value
+#                             that is a loopback address (the runner's test
+#                             servers), `network:outbound:127.0.0.1:PORT`:
+#                             wildcard grants never reach loopback.
 #
 # This file must print nothing when run as a script: the runner executes it
 # once with `--version` to tell module adapters from legacy ones.
 
 import os
+import re
 import shlex
 import subprocess
+import tempfile
 from typing import Dict, List, Optional, Tuple
 
 _WASMZIP = shlex.split(os.environ.get("WASMZIP", "wasmzip"))
@@ -62,7 +70,7 @@ def get_wasi_versions() -> List[str]:
 
 
 def get_wasi_worlds() -> List[str]:
-    return ["wasi:cli/command"]
+    return ["wasi:cli/command", "wasi:http/service"]
 
 
 def get_timeout_seconds() -> float:
@@ -75,11 +83,18 @@ def compute_argv(test_path: str,
                  wasi_world: str,
                  wasi_version: str) -> List[str]:
     del wasi_version  # wasmzip works it out from the binary itself
-    if wasi_world != "wasi:cli/command":
+    serve = wasi_world == "wasi:http/service"
+    if wasi_world != "wasi:cli/command" and not serve:
         raise ValueError(f"wasmzip adapter: world {wasi_world} is not supported")
 
     args, env, root = args_env_root
-    argv = list(_WASMZIP) + ["run"]
+    argv = list(_WASMZIP) + ["serve" if serve else "run"]
+    if serve:
+        data = tempfile.mkdtemp(prefix="wasmzip-wts-")
+        argv += ["--allow-unsigned", "--listen", "127.0.0.1:0", "--data-dir", data]
+        for value in env.values():
+            if re.fullmatch(r"127\.0\.0\.1:\d+", value):
+                argv += ["--grant", f"network:outbound:{value}"]
 
     if root:
         # The suite's tests look for a preopen named exactly `/`.
@@ -97,5 +112,7 @@ def compute_argv(test_path: str,
     for token in network:
         argv += ["--grant", token]
 
+    if serve:
+        return argv + [test_path]
     argv += [test_path, "--"] + list(args)
     return argv
