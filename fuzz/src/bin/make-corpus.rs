@@ -37,6 +37,7 @@ world = "http"
 routes = ["/hello", "/api/v1/"]
 capabilities = ["network:outbound:*.example.com:*", "crypto:key:payments:sign", "env:APP_*"]
 limits = { memory = 33554432, timeout = "500ms", request_body = "1MB", response_body = "2MiB", headers = "16KiB", outbound_requests = 4 }
+reuse = { max_requests = 32, max_concurrent = 4, idle_timeout = "250ms" }
 "#;
 
 const MODELS: &str = r#"[package]
