@@ -14,6 +14,8 @@
 #               CLI:      wasmzip run orientation-cli.wasmzip -- --repeat $REPEAT IMAGE -> the guest's p50
 #               HTTP:     $HTTP_N sequential POSTs of the PNG on one connection: p50 of the guest-reported
 #                         inference_us (the guest decodes every request) and of curl's time_total
+#               HTTP 0.3: the same against orientation-p3 (WASI 0.3, its instance reused), deployed
+#                         beside orientation on the same server
 #               native pausing: nn_baseline --pause-ms P, P = the round's HTTP end-to-end p50 minus
 #                         its inference p50 (the time the HTTP path is idle between passes; reference)
 #               Each figure is the median over rounds; each ratio (CLI / native, HTTP / native) the
@@ -98,11 +100,11 @@ if ((BUILD)); then
         rustup target add wasm32-wasip2 >&2
     fi
     log "building the orientation guests (release)"
-    (cd "$ROOT/guests" && cargo build --release --quiet -p orientation -p orientation-cli) || die "guest build failed"
+    (cd "$ROOT/guests" && cargo build --release --quiet -p orientation -p orientation-p3 -p orientation-cli) || die "guest build failed"
 fi
 [[ -x $WASMZIP ]] || die "missing $WASMZIP"
 [[ -x $BASELINE ]] || die "missing $BASELINE"
-for g in orientation orientation-cli; do
+for g in orientation orientation_p3 orientation-cli; do
     [[ -f "$GUESTS/$g.wasm" ]] || die "missing guest $GUESTS/$g.wasm"
 done
 bash "$ROOT/scripts/fetch-model.sh" >&2 || die "cannot fetch the model"
@@ -175,6 +177,7 @@ EOF
 }
 pack orientation-cli "$GUESTS/orientation-cli.wasm" cli '"nn:model:orientation", "filesystem:read:/data"' ''
 pack orientation "$GUESTS/orientation.wasm" http '"nn:model:orientation"' 'routes = ["/classify"]'
+pack orientation-p3 "$GUESTS/orientation_p3.wasm" http '"nn:model:orientation"' 'routes = ["/classify3"]'
 log "packages: $(stat -c %s "$TMP/orientation-cli.wasmzip") and $(stat -c %s "$TMP/orientation.wasmzip") bytes"
 
 cat >"$TMP/post.lua" <<EOF
@@ -285,15 +288,17 @@ bench_backend() {
         ((++tries < 20000)) || { cat "$TMP/first-$b.json" "$logf" >&2; die "no 200 from $url after deploy ($b): $code"; }
     done
     t2=$(now_us)
+    "$WASMZIP" deploy "$TMP/orientation-p3.wasmzip" --server "http://127.0.0.1:$aport" --token-file "$TMP/token" \
+        --grant-requested >"$TMP/deploy3-$b.out" 2>&1 || { cat "$TMP/deploy3-$b.out" "$logf" >&2; die "deploy of orientation-p3 ($b) failed"; }
     R[$b.deploy_ms]=$(calc "($t1 - $t0) / 1000" %.0f)
     R[$b.first_ms]=$(calc "($t2 - $t1) / 1000" %.1f)
     log "[$b] deploy took ${R[$b.deploy_ms]} ms; first 200 ${R[$b.first_ms]} ms after it ($tries non-200 answers first): $(head -c 200 "$TMP/first-$b.json")"
     grep -q "\"label\":\"$EXPECT\"" "$TMP/first-$b.json" || PROBLEMS+=("$b HTTP: label is not $EXPECT: $(head -c 200 "$TMP/first-$b.json")")
-    local urls=() i
-    for ((i = 0; i < 10; i++)); do urls+=("$url"); done
-    curl -s -H 'content-type: image/png' --data-binary @"$IMAGE" "${urls[@]}" >/dev/null || true
-    urls=()
-    for ((i = 0; i < HTTP_N; i++)); do urls+=("$url"); done
+    local urls=() urls3=() i
+    for ((i = 0; i < 10; i++)); do urls+=("$url") urls3+=("${url}3"); done
+    curl -s -H 'content-type: image/png' --data-binary @"$IMAGE" "${urls[@]}" "${urls3[@]}" >/dev/null || true
+    urls=() urls3=()
+    for ((i = 0; i < HTTP_N; i++)); do urls+=("$url") urls3+=("${url}3"); done
 
     # 2. Latency rounds: native, CLI, HTTP, in turn (this host is shared:
     #    interleaving lets drift hit every side alike; each ratio compares figures of one round).
@@ -313,15 +318,26 @@ bench_backend() {
         R[$b.http.$round]=$(sed -n 's/.*"inference_us":\([0-9]*\).*/\1/p' "$TMP/seq-$b.txt" | p50)
         R[$b.http_min.$round]=$(sed -n 's/.*"inference_us":\([0-9]*\).*/\1/p' "$TMP/seq-$b.txt" | sort -n | head -n 1)
         R[$b.http_e2e.$round]=$(awk -F'\t' '$2 == 200 { printf "%.0f\n", $3 * 1e6 }' "$TMP/seq-$b.txt" | p50)
+        curl -s -H 'content-type: image/png' --data-binary @"$IMAGE" -w '\t%{http_code}\t%{time_total}\n' "${urls3[@]}" >"$TMP/seq3-$b.txt" \
+            || die "sequential requests to orientation-p3 ($b) failed"
+        ok=$(awk -F'\t' '$2 == 200' "$TMP/seq3-$b.txt" | wc -l)
+        ((ok == HTTP_N)) || PROBLEMS+=("$b HTTP 0.3: only $ok of $HTTP_N sequential requests answered 200")
+        grep -q "\"label\":\"$EXPECT\"" "$TMP/seq3-$b.txt" || PROBLEMS+=("$b HTTP 0.3: label is not $EXPECT: $(head -c 200 "$TMP/seq3-$b.txt")")
+        R[$b.http3.$round]=$(sed -n 's/.*"inference_us":\([0-9]*\).*/\1/p' "$TMP/seq3-$b.txt" | p50)
+        R[$b.http3_min.$round]=$(sed -n 's/.*"inference_us":\([0-9]*\).*/\1/p' "$TMP/seq3-$b.txt" | sort -n | head -n 1)
+        R[$b.http3_e2e.$round]=$(awk -F'\t' '$2 == 200 { printf "%.0f\n", $3 * 1e6 }' "$TMP/seq3-$b.txt" | p50)
         # The HTTP path is idle between passes (decoding, the round trip): native with that pause.
         R[$b.pause_ms.$round]=$(calc "(${R[$b.http_e2e.$round]} - ${R[$b.http.$round]}) / 1000" %.0f)
         native "$round" native_paused --pause-ms "${R[$b.pause_ms.$round]}"
-        log "[$b] round $round: native ${R[$b.native.$round]} µs, CLI ${R[$b.cli.$round]} µs, HTTP ${R[$b.http.$round]} µs (end to end ${R[$b.http_e2e.$round]} µs), native pausing ${R[$b.pause_ms.$round]} ms between inferences ${R[$b.native_paused.$round]} µs"
+        log "[$b] round $round: native ${R[$b.native.$round]} µs, CLI ${R[$b.cli.$round]} µs, HTTP ${R[$b.http.$round]} µs (end to end ${R[$b.http_e2e.$round]} µs), HTTP 0.3 ${R[$b.http3.$round]} µs (end to end ${R[$b.http3_e2e.$round]} µs), native pausing ${R[$b.pause_ms.$round]} ms between inferences ${R[$b.native_paused.$round]} µs"
     done
     read -r R[$b.native] _ < <(round_stats "$b" native native)
     read -r R[$b.cli] R[$b.cli_ratio] < <(round_stats "$b" cli native)
     read -r R[$b.http] R[$b.http_ratio] < <(round_stats "$b" http native)
     read -r R[$b.http_e2e] _ < <(round_stats "$b" http_e2e http_e2e)
+    read -r R[$b.http3] R[$b.http3_ratio] < <(round_stats "$b" http3 native)
+    read -r R[$b.http3_e2e] _ < <(round_stats "$b" http3_e2e http3_e2e)
+    read -r R[$b.http3_min] R[$b.http3_min_ratio] < <(round_stats "$b" http3_min native_min)
     read -r R[$b.native_paused] _ < <(round_stats "$b" native_paused native_paused)
     read -r R[$b.pause_ms] _ < <(round_stats "$b" pause_ms pause_ms)
     read -r _ R[$b.http_paused_ratio] < <(round_stats "$b" http native_paused)
@@ -388,6 +404,9 @@ for b in $BACKENDS; do
     rh=${R[$b.http_ratio]}
     ROWS+=("$l: inference p50, wasmzip run (guest, $REPEAT runs)|${R[$b.cli]} µs|native ${R[$b.native]} µs|$(calc "$rc" %.2f)|≤ 1.1|$(yesno "$rc <= 1.1")")
     ROWS+=("$l: inference p50, wasmzip serve (guest, $HTTP_N requests)|${R[$b.http]} µs|native ${R[$b.native]} µs|$(calc "$rh" %.2f)|≤ 1.1|$(yesno "$rh <= 1.1")")
+    ROWS+=("$l: inference p50, wasmzip serve, WASI 0.3 (orientation-p3, reused; guest, $HTTP_N requests)|${R[$b.http3]} µs|native ${R[$b.native]} µs|$(calc "${R[$b.http3_ratio]}" %.2f)|≤ 1.1|$(yesno "${R[$b.http3_ratio]} <= 1.1")")
+    ROWS+=("$l: (reference) fastest inference, wasmzip serve, WASI 0.3|${R[$b.http3_min]} µs|native ${R[$b.native_min]} µs|$(calc "${R[$b.http3_min_ratio]}" %.2f)|—|—")
+    ROWS+=("$l: HTTP request p50, end to end, WASI 0.3 (curl, 1 connection)|${R[$b.http3_e2e]} µs|WASI 0.2 ${R[$b.http_e2e]} µs|$(ratio "${R[$b.http3_e2e]}" "${R[$b.http_e2e]}")|—|—")
     ROWS+=("$l: (reference) inference p50, wasmzip serve, against native pausing ${R[$b.pause_ms]} ms between inferences|${R[$b.http]} µs|native, pausing ${R[$b.native_paused]} µs|$(calc "${R[$b.http_paused_ratio]}" %.2f)|—|—")
     ROWS+=("$l: (reference) fastest inference, wasmzip run / serve|${R[$b.cli_min]} / ${R[$b.http_min]} µs|native ${R[$b.native_min]} µs|$(calc "${R[$b.cli_min_ratio]}" %.2f) / $(calc "${R[$b.http_min_ratio]}" %.2f)|—|—")
     ROWS+=("$l: HTTP request p50, end to end (curl, 1 connection)|${R[$b.http_e2e]} µs|guest inference ${R[$b.http]} µs|$(ratio "${R[$b.http_e2e]}" "${R[$b.http]}")|—|—")

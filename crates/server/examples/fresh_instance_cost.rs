@@ -18,43 +18,19 @@
 //! `ENGINE=concurrent` the component runs on the engine with component-model concurrency on (the one
 //! WASI 0.3 components use) instead of the plain one.
 
+#[path = "cost_common/mod.rs"]
+mod cost_common;
+
 use std::time::{Duration, Instant};
 
+use cost_common::{State, cpu_time};
 use http_body_util::{BodyExt, Empty};
 use wasmtime::Store;
-use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView, default_hooks};
+use wasmtime::component::{Component, Linker};
+use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmzip_runtime::{PoolConfig, Runtime, RuntimeConfig};
-
-struct State {
-    wasi: WasiCtx,
-    http: WasiHttpCtx,
-    table: ResourceTable,
-}
-
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
-    }
-}
-
-impl WasiHttpView for State {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: default_hooks() }
-    }
-}
-
-/// User plus system CPU time of this process so far.
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
 
 #[derive(Default)]
 struct Phases {
@@ -99,7 +75,7 @@ fn main() -> anyhow::Result<()> {
                 (started, cpu_started) = (Instant::now(), cpu_time());
             }
             let t0 = Instant::now();
-            let state = State { wasi: WasiCtx::builder().build(), http: WasiHttpCtx::new(), table: ResourceTable::new() };
+            let state = State::new();
             let mut store = Store::new(engine, state);
             store.set_epoch_deadline(u64::MAX / 2);
             let body = Empty::<bytes::Bytes>::new().map_err(|never| -> wasmtime_wasi_http::Error { match never {} });
