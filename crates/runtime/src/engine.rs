@@ -2,7 +2,7 @@
 //! compile cache.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -136,7 +136,13 @@ struct Flavour {
 /// pre-instantiated against; one per process.
 pub struct Runtime {
     plain: Flavour,
-    concurrent: Flavour,
+    /// Built when a program first needs it: a run of a WASI 0.2 component or a preview-1 module
+    /// never pays for a second engine, its linkers and (when pooling) its reserved slots.
+    concurrent: OnceLock<Flavour>,
+    /// What the concurrent engine is built from; held while it is built, so it is built once.
+    concurrent_from: Mutex<RuntimeConfig>,
+    /// The engines the epoch ticker advances.
+    ticking: Arc<Mutex<Vec<Engine>>>,
     ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
@@ -166,87 +172,103 @@ impl Flavour {
     }
 }
 
-impl Runtime {
-    /// Builds the engine and starts the epoch ticker.
-    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
-        let mut wasm = Config::new();
-        wasm.epoch_interruption(true)
-            .wasm_backtrace_details(WasmBacktraceDetails::Enable)
-            .wasm_component_model(true);
-        if let Some(pool) = config.pooling {
-            let mut p = wasmtime::PoolingAllocationConfig::new();
-            let core = pool.instances.saturating_mul(PoolConfig::CORE_PER_COMPONENT);
-            p.total_component_instances(pool.instances)
-                .total_core_instances(core)
-                .total_memories(core)
-                .total_tables(core)
-                .max_memories_per_component(PoolConfig::CORE_PER_COMPONENT)
-                .max_tables_per_component(PoolConfig::CORE_PER_COMPONENT)
-                .max_memory_size(usize::try_from(pool.max_memory_bytes).unwrap_or(usize::MAX))
-                .total_stacks(pool.instances);
-            let keep = usize::try_from(pool.effective_keep_resident()).unwrap_or(usize::MAX);
-            if keep > 0 {
-                // Tables and fiber stacks are small; 1 MiB covers what a request dirties in either.
-                let small = keep.min(1 << 20);
-                p.linear_memory_keep_resident(keep)
-                    .table_keep_resident(small)
-                    .async_stack_keep_resident(small)
-                    // See `DEFAULT_KEEP_RESIDENT` for why the dirty-page scan is off.
-                    .pagemap_scan(wasmtime::Enabled::No);
-            }
-            wasm.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(p)).memory_init_cow(true);
+/// Wasmtime's settings for both engines (each then sets its own concurrency support).
+fn wasm_config(config: &RuntimeConfig) -> Config {
+    let mut wasm = Config::new();
+    wasm.epoch_interruption(true)
+        .wasm_backtrace_details(WasmBacktraceDetails::Enable)
+        .wasm_component_model(true);
+    if let Some(pool) = config.pooling {
+        let mut p = wasmtime::PoolingAllocationConfig::new();
+        let core = pool.instances.saturating_mul(PoolConfig::CORE_PER_COMPONENT);
+        p.total_component_instances(pool.instances)
+            .total_core_instances(core)
+            .total_memories(core)
+            .total_tables(core)
+            .max_memories_per_component(PoolConfig::CORE_PER_COMPONENT)
+            .max_tables_per_component(PoolConfig::CORE_PER_COMPONENT)
+            .max_memory_size(usize::try_from(pool.max_memory_bytes).unwrap_or(usize::MAX))
+            .total_stacks(pool.instances);
+        let keep = usize::try_from(pool.effective_keep_resident()).unwrap_or(usize::MAX);
+        if keep > 0 {
+            // Tables and fiber stacks are small; 1 MiB covers what a request dirties in either.
+            let small = keep.min(1 << 20);
+            p.linear_memory_keep_resident(keep)
+                .table_keep_resident(small)
+                .async_stack_keep_resident(small)
+                // See `DEFAULT_KEEP_RESIDENT` for why the dirty-page scan is off.
+                .pagemap_scan(wasmtime::Enabled::No);
         }
-        let plain = Flavour::new(&mut wasm, EngineKind::Plain, config.cache_dir.as_deref())?;
-        let concurrent = Flavour::new(&mut wasm, EngineKind::Concurrent, config.cache_dir.as_deref())?;
+        wasm.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(p)).memory_init_cow(true);
+    }
+    wasm
+}
+
+impl Runtime {
+    /// Builds the plain engine and starts the epoch ticker; the concurrent engine is built when a
+    /// program first needs it.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let plain = Flavour::new(&mut wasm_config(&config), EngineKind::Plain, config.cache_dir.as_deref())?;
 
         let stop = Arc::new(AtomicBool::new(false));
-        let ticking = [plain.engine.clone(), concurrent.engine.clone()];
-        let flag = stop.clone();
+        let ticking = Arc::new(Mutex::new(vec![plain.engine.clone()]));
+        let (flag, engines) = (stop.clone(), ticking.clone());
         let handle = std::thread::Builder::new()
             .name("wasmzip-epoch".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    for engine in &ticking {
+                    for engine in engines.lock().unwrap_or_else(PoisonError::into_inner).iter() {
                         engine.increment_epoch();
                     }
                 }
             })
             .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch thread: {e}")))?;
-        Ok(Runtime { plain, concurrent, ticker: Some((stop, handle)) })
+        Ok(Runtime { plain, concurrent: OnceLock::new(), concurrent_from: Mutex::new(config), ticking, ticker: Some((stop, handle)) })
     }
 
-    fn flavour(&self, kind: EngineKind) -> &Flavour {
+    fn flavour(&self, kind: EngineKind) -> Result<&Flavour, RuntimeError> {
         match kind {
-            EngineKind::Plain => &self.plain,
-            EngineKind::Concurrent => &self.concurrent,
+            EngineKind::Plain => Ok(&self.plain),
+            EngineKind::Concurrent => {
+                if let Some(flavour) = self.concurrent.get() {
+                    return Ok(flavour);
+                }
+                let config = self.concurrent_from.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(flavour) = self.concurrent.get() {
+                    return Ok(flavour);
+                }
+                let flavour = Flavour::new(&mut wasm_config(&config), EngineKind::Concurrent, config.cache_dir.as_deref())?;
+                self.ticking.lock().unwrap_or_else(PoisonError::into_inner).push(flavour.engine.clone());
+                Ok(self.concurrent.get_or_init(|| flavour))
+            }
         }
     }
 
-    /// One of the engines.
-    pub fn engine(&self, kind: EngineKind) -> &Engine {
-        &self.flavour(kind).engine
+    /// One of the engines (the concurrent one is built on first use, which can fail).
+    pub fn engine(&self, kind: EngineKind) -> Result<&Engine, RuntimeError> {
+        Ok(&self.flavour(kind)?.engine)
     }
 
     /// The linker components on that engine are pre-instantiated against.
-    pub fn linker(&self, kind: EngineKind) -> &Linker<InstanceState> {
-        &self.flavour(kind).linker
+    pub fn linker(&self, kind: EngineKind) -> Result<&Linker<InstanceState>, RuntimeError> {
+        Ok(&self.flavour(kind)?.linker)
     }
 
     /// The linker preview-1 modules on that engine are pre-instantiated against.
-    pub fn module_linker(&self, kind: EngineKind) -> &wasmtime::Linker<ModuleState> {
-        &self.flavour(kind).module_linker
+    pub fn module_linker(&self, kind: EngineKind) -> Result<&wasmtime::Linker<ModuleState>, RuntimeError> {
+        Ok(&self.flavour(kind)?.module_linker)
     }
 
     /// The compile cache of that engine, when configured.
-    pub fn cache(&self, kind: EngineKind) -> Option<&CompileCache> {
-        self.flavour(kind).cache.as_ref()
+    pub fn cache(&self, kind: EngineKind) -> Result<Option<&CompileCache>, RuntimeError> {
+        Ok(self.flavour(kind)?.cache.as_ref())
     }
 
     /// Compiles (or loads from the cache) a component or core module whose bytes hash to `digest`,
     /// for the engine `kind`. `what` names it in errors.
     pub fn load_program(&self, kind: EngineKind, bytes: &[u8], digest: &str, what: &str) -> Result<(Program, CacheOutcome), RuntimeError> {
-        self.flavour(kind).load_program(bytes, digest, what)
+        self.flavour(kind)?.load_program(bytes, digest, what)
     }
 }
 
@@ -392,9 +414,9 @@ mod tests {
                     (i32.store8 (i32.const 16) (i32.const 7))
                     (i32.store8 (i32.const 70000) (i32.const 9))
                     (local.get $old)))"#;
-            let module = Module::new(runtime.engine(EngineKind::Plain), wat).unwrap();
+            let module = Module::new(runtime.engine(EngineKind::Plain).unwrap(), wat).unwrap();
             for round in 0..3 {
-                let mut store = wasmtime::Store::new(runtime.engine(EngineKind::Plain), ());
+                let mut store = wasmtime::Store::new(runtime.engine(EngineKind::Plain).unwrap(), ());
                 store.set_epoch_deadline(1_000_000);
                 let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
                 let bump = instance.get_typed_func::<(), i32>(&mut store, "bump").unwrap();
@@ -427,11 +449,11 @@ mod tests {
 
     /// Calls the export `f` of a test program.
     fn call_f(runtime: &Runtime, program: Program) -> u32 {
-        let mut store = Store::new(runtime.engine(EngineKind::Plain), ());
+        let mut store = Store::new(runtime.engine(EngineKind::Plain).unwrap(), ());
         store.set_epoch_deadline(1_000_000);
         match program {
             Program::Component(c) => {
-                let instance = Linker::new(runtime.engine(EngineKind::Plain)).instantiate(&mut store, &c).unwrap();
+                let instance = Linker::new(runtime.engine(EngineKind::Plain).unwrap()).instantiate(&mut store, &c).unwrap();
                 instance.get_typed_func::<(), (u32,)>(&mut store, "f").unwrap().call(&mut store, ()).unwrap().0
             }
             Program::Module(m) => {

@@ -336,7 +336,7 @@ pub fn plan(
     };
     let entry = kind.entry(runtime, engine, program, &what)?;
     let component = component.without_bytes();
-    Ok(PlannedComponent { component, effective, limits, engine: runtime.engine(engine).clone(), engine_kind: engine, entry, capabilities, warnings, cache })
+    Ok(PlannedComponent { component, effective, limits, engine: runtime.engine(engine)?.clone(), engine_kind: engine, entry, capabilities, warnings, cache })
 }
 
 /// What a component is, from its exports, before anything is compiled.
@@ -417,11 +417,11 @@ impl GuestKind {
     fn entry(self, runtime: &Runtime, engine: EngineKind, program: Program, what: &str) -> Result<Entrypoint, RuntimeError> {
         let link = |e: wasmtime::Error| RuntimeError::Link(format!("{what}: {e:#}"));
         let component_pre = |component: &Component| -> Result<InstancePre<InstanceState>, RuntimeError> {
-            runtime.linker(engine).instantiate_pre(component).map_err(link)
+            runtime.linker(engine)?.instantiate_pre(component).map_err(link)
         };
         Ok(match (self, program) {
             (GuestKind::Preview1, Program::Module(module)) => {
-                Entrypoint::Preview1(runtime.module_linker(engine).instantiate_pre(&module).map_err(link)?)
+                Entrypoint::Preview1(runtime.module_linker(engine)?.instantiate_pre(&module).map_err(link)?)
             }
             (GuestKind::Command(WasiVersion::P3), Program::Component(c)) => {
                 Entrypoint::CommandP3(wasmtime_wasi::p3::bindings::CommandPre::new(component_pre(&c)?).map_err(link)?)

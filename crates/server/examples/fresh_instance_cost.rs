@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
         Ok("plain") | Err(_) => wasmzip_runtime::EngineKind::Plain,
         Ok(other) => anyhow::bail!("ENGINE={other}: use plain or concurrent"),
     };
-    let engine = runtime.engine(kind);
+    let engine = runtime.engine(kind)?;
     let component = Component::from_file(engine, &path)?;
     let mut linker = Linker::<State>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;

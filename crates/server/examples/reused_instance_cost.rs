@@ -106,7 +106,7 @@ fn main() -> anyhow::Result<()> {
         cache_dir: None,
         pooling: Some(PoolConfig { instances: 256, max_memory_bytes: 256 << 20, keep_resident_bytes: None }),
     })?;
-    let engine = runtime.engine(EngineKind::Concurrent).clone();
+    let engine = runtime.engine(EngineKind::Concurrent)?.clone();
     let component = wasmtime::component::Component::from_file(&engine, &path)?;
     let mut linker = Linker::<State>::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
