@@ -446,6 +446,7 @@ fn load_blocking(
             server_metrics: metrics.clone(),
             pool: policy.pool.clone(),
             made: Default::default(),
+            live: Default::default(),
         })),
         _ => return Err(DeployError::Unsupported(format!("{}: not a wasi:http handler", planned.component().description()))),
     };

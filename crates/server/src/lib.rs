@@ -135,6 +135,9 @@ pub struct ServerShared {
     pub admission_waiters: AtomicUsize,
     /// The most requests that may wait for a slot at once: as many as there are slots.
     pub max_admission_waiters: usize,
+    /// Where reused WASI 0.3 instances run: the server's multi-thread runtime, whose threads take
+    /// work from each other, rather than the connection thread that happened to start them.
+    pub instance_runtime: tokio::runtime::Handle,
 }
 
 /// Addresses the server actually listens on (useful with port 0).
@@ -213,6 +216,7 @@ pub async fn serve(
         request_permits: Arc::new(Semaphore::new(max_in_flight)),
         admission_waiters: AtomicUsize::new(0),
         max_admission_waiters: config.pool.instances as usize,
+        instance_runtime: tokio::runtime::Handle::current(),
     });
     let workers = ConnectionWorkers::start(config.workers).map_err(ServeError::Workers)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

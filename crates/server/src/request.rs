@@ -391,6 +391,24 @@ fn timed_out(function: &LoadedFunction, id: &str) -> Response<ResponseBody> {
 /// A request to a WASI 0.3 function: admitted with a request permit, handed to Wasmtime's handler
 /// with its scope and deadline (it picks or makes the instance), and every way that can end turned
 /// into a response. The permit is held until the response body ends.
+/// Polls `inner` inside `runtime`'s context when there is one, so that what it spawns
+/// (`ProxyHandler`'s instance workers) runs there, while the future itself stays on the
+/// connection's thread.
+struct OnRuntime<'a, F> {
+    runtime: Option<&'a tokio::runtime::Handle>,
+    inner: std::pin::Pin<Box<F>>,
+}
+
+impl<F: Future> Future for OnRuntime<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        let this = self.get_mut();
+        let _entered = this.runtime.map(|runtime| runtime.enter());
+        this.inner.as_mut().poll(cx)
+    }
+}
+
 async fn serve_reused(
     shared: &Arc<ServerShared>,
     function: &Arc<LoadedFunction>,
@@ -408,7 +426,13 @@ async fn serve_reused(
     let deadline = tokio::time::Instant::now() + limits.timeout;
     let ticket = Ticket { scope: Arc::new(RequestScope::new(Arc::from(id), limits.outbound_requests)), deadline };
     let req = with_absolute_uri(req);
-    let outcome = match tokio::time::timeout_at(deadline, handler.handle(ticket, req)).await {
+    // The first instance of a version runs on the connection thread that needs it: one client
+    // then never waits for another thread to wake. Instances made while others are alive (the
+    // load outgrew one) run on the shared runtime, whose threads take work from each other, so a
+    // busy connection thread does not hold them all.
+    let runtime = handler.state().has_instances().then_some(&shared.instance_runtime);
+    let handled = OnRuntime { runtime, inner: Box::pin(handler.handle(ticket, req)) };
+    let outcome = match tokio::time::timeout_at(deadline, handled).await {
         Err(_) => return timed_out(function, id),
         Ok(outcome) => outcome,
     };

@@ -18,7 +18,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -159,6 +159,8 @@ pub struct Service {
     pub pool: PoolSlots,
     /// Instances made so far.
     pub made: AtomicU64,
+    /// Instances alive now.
+    pub live: Arc<AtomicUsize>,
 }
 
 impl Service {
@@ -167,9 +169,15 @@ impl Service {
         self.reuse
     }
 
+    /// Whether an instance of this version is alive now.
+    pub fn has_instances(&self) -> bool {
+        self.live.load(Ordering::Relaxed) > 0
+    }
+
     async fn make(&self) -> wasmtime::Result<Instance<InstanceState, Expiry, InstanceWorker>> {
         let permit = self.pool.take().ok_or(PoolExhausted)?;
         let number = self.made.fetch_add(1, Ordering::Relaxed) + 1;
+        let alive = Alive::new(self.live.clone());
         let requests = Arc::new(RequestScopes::default());
         let tag = LogTag { function: self.function.clone(), version: self.version.clone(), request_id: Arc::from(format!("instance-{number}")) };
         let stdout = GuestLog::shared(tag.clone(), "stdout", requests.clone());
@@ -217,6 +225,7 @@ impl Service {
                 memory_limit: self.limits.memory_bytes,
                 accepted: AtomicU64::new(0),
                 _slot: permit,
+                _alive: alive,
             },
         })
     }
@@ -245,6 +254,23 @@ pub struct InstanceWorker {
     memory_limit: u64,
     accepted: AtomicU64,
     _slot: OwnedSemaphorePermit,
+    _alive: Alive,
+}
+
+/// Counts an instance among its version's live ones while it is held.
+struct Alive(Arc<AtomicUsize>);
+
+impl Alive {
+    fn new(live: Arc<AtomicUsize>) -> Self {
+        live.fetch_add(1, Ordering::Relaxed);
+        Alive(live)
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl WorkerState for InstanceWorker {
