@@ -1,5 +1,6 @@
 //! The guests' own unit tests, run natively: the pure parts of the guests (json-transform's scanner
-//! against its serde_json reference, wasmzip-guest's byte formats, wasi-nn-guest's preprocessing)
+//! against its serde_json reference, json-records' serde transform, wasmzip-guest's byte formats,
+//! wasi-nn-guest's preprocessing)
 //! are tested where they are written, and this runs them with the rest of the suite.
 
 use std::path::Path;
@@ -20,7 +21,7 @@ fn guest_library_unit_tests_pass() {
         .current_dir(&guests)
         .args(["test", "--locked", "--target", &host_triple(), "--manifest-path"])
         .arg(guests.join("Cargo.toml"))
-        .args(["-p", "json-transform", "-p", "wasmzip-guest", "-p", "wasi-nn-guest"])
+        .args(["-p", "json-transform", "-p", "json-records", "-p", "wasmzip-guest", "-p", "wasi-nn-guest"])
         .env("CARGO_TARGET_DIR", guests.join("target"))
         .output()
         .expect("cargo runs");

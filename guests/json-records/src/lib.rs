@@ -73,3 +73,28 @@ pub fn transform(input: &[u8]) -> Result<Vec<u8>, String> {
 pub fn failure_body(error: String) -> Vec<u8> {
     serde_json::to_vec(&Failure { error }).unwrap_or_else(|_| br#"{"error":"cannot encode the error"}"#.to_vec())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_active_records_and_sums_their_totals() {
+        let input = br#"[{"name":"ab","price":2,"quantity":3,"active":true,"extra":1},{"name":"x","active":false},{"price":1.5,"active":true}]"#;
+        let out: serde_json::Value = serde_json::from_slice(&transform(input).unwrap()).unwrap();
+        let expected = serde_json::json!({"count": 2, "sum_total": 6.0, "records": [
+            {"name": "ab", "price": 2.0, "quantity": 3.0, "active": true, "total": 6.0, "name_upper": "AB"},
+            {"price": 1.5, "active": true, "total": 0.0},
+        ]});
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn input_that_is_not_an_array_of_records_is_an_error_with_its_position() {
+        let error = transform(br#"{"name": 1}"#).unwrap_err();
+        assert!(error.contains("line 1 column"), "{error}");
+        let error = transform(br#"[{"price": "cheap"}]"#).unwrap_err();
+        assert!(error.contains("invalid type"), "{error}");
+        assert_eq!(failure_body("bad".into()), br#"{"error":"bad"}"#.to_vec());
+    }
+}
