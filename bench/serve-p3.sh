@@ -172,7 +172,7 @@ sleep 2
 RSS_IDLE=$(awk '/^VmRSS:/ { print $2 }' "/proc/$RSS_PID/status")
 for ((i = 0; i < RSS_FUNCS; i++)); do
     for ((j = 0; j < 20; j++)); do printf 'http://127.0.0.1:%s/f%03d\n' "$port" "$i"; done
-done | xargs -P 8 -n 20 curl -s -o /dev/null
+done | xargs -P 8 -n 20 curl -s -o /dev/null >/dev/null
 RSS_BURST=$(awk '/^VmRSS:/ { print $2 }' "/proc/$RSS_PID/status")
 sleep 3
 RSS_AFTER=$(awk '/^VmRSS:/ { print $2 }' "/proc/$RSS_PID/status")
