@@ -39,7 +39,11 @@ pub fn schedule_guest<T: 'static>(
         ticks += 1;
         let yield_now =
             ticks.is_multiple_of(GUEST_SLICE_TICKS) || given_up() || deadline.is_some_and(|d| Instant::now() >= d);
-        Ok(if yield_now { UpdateDeadline::Yield(1) } else { UpdateDeadline::Continue(1) })
+        // Tokio's own yield, not Wasmtime's: it wakes the task only once the executor has run the
+        // others. Wasmtime's wakes it at once, and a WASI 0.3 store's event loop then resumed the
+        // guest without returning to the executor, so a guest computing without awaiting held its
+        // thread until its deadline.
+        Ok(if yield_now { UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())) } else { UpdateDeadline::Continue(1) })
     });
     store.set_epoch_deadline(1);
 }
