@@ -4,11 +4,21 @@
 
 mod common;
 
+use std::ffi::{OsStr, OsString};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
+
+/// `wasmzip serve` with one connection thread. Each connection thread has its own instances of a
+/// WASI 0.3 version, so the tests about which requests share an instance serve on one thread
+/// (`each_connection_thread_has_its_own_instances` covers two).
+fn serve_one_thread<S: AsRef<OsStr>>(ws: &Workspace, extra: &[S]) -> Server {
+    let mut args: Vec<OsString> = extra.iter().map(|a| a.as_ref().to_owned()).collect();
+    args.extend(["--workers".into(), "1".into()]);
+    ws.serve(&args)
+}
 
 /// A trace id for requests a test wants to recognise.
 fn trace(n: u8) -> String {
@@ -31,7 +41,7 @@ fn counted(r: &HttpResponse) -> (String, u64) {
 fn a_counter_climbs_to_the_per_instance_limit_then_starts_over() {
     let ws = Workspace::new();
     let counter = ws.http("counter", "counter_p3").line("reuse = { max_requests = 3 }").build();
-    let server = ws.serve(&[counter]);
+    let server = serve_one_thread(&ws, &[counter]);
     let answers: Vec<(String, u64)> = (0..7).map(|_| counted(&server.get("/counter"))).collect();
     let counts: Vec<u64> = answers.iter().map(|a| a.1).collect();
     assert_eq!(counts, [1, 2, 3, 1, 2, 3, 1], "{answers:?}");
@@ -52,7 +62,7 @@ fn reuse_off_in_the_manifest_or_by_the_operator_gives_fresh_instances() {
     let ws = Workspace::new();
     let fresh = ws.http("fresh", "counter_p3").line("reuse = false").build();
     let reused = ws.http("reused", "counter_p3").build();
-    let server = ws.serve(&[&fresh, &reused]);
+    let server = serve_one_thread(&ws, &[&fresh, &reused]);
     let a: Vec<(String, u64)> = (0..3).map(|_| counted(&server.get("/fresh"))).collect();
     assert!(a.iter().all(|(_, n)| *n == 1), "{a:?}");
     assert!(a[0].0 != a[1].0 && a[1].0 != a[2].0, "{a:?}");
@@ -62,11 +72,11 @@ fn reuse_off_in_the_manifest_or_by_the_operator_gives_fresh_instances() {
     drop(server);
 
     // The operator turns reuse off for every function, and lowers the manifest's limits.
-    let server = Server::start(ws.serve_args(&ws.path("data2"), &[reused.as_os_str(), "--no-reuse".as_ref()]), &[]);
+    let server = Server::start(ws.serve_args(&ws.path("data2"), &[reused.as_os_str(), "--no-reuse".as_ref(), "--workers".as_ref(), "1".as_ref()]), &[]);
     let c: Vec<u64> = (0..3).map(|_| counted(&server.get("/reused")).1).collect();
     assert_eq!(c, [1, 1, 1]);
     drop(server);
-    let server = Server::start(ws.serve_args(&ws.path("data3"), &[reused.as_os_str(), "--reuse-max-requests".as_ref(), "2".as_ref()]), &[]);
+    let server = Server::start(ws.serve_args(&ws.path("data3"), &[reused.as_os_str(), "--reuse-max-requests".as_ref(), "2".as_ref(), "--workers".as_ref(), "1".as_ref()]), &[]);
     let d: Vec<u64> = (0..4).map(|_| counted(&server.get("/reused")).1).collect();
     assert_eq!(d, [1, 2, 1, 2]);
 }
@@ -106,7 +116,7 @@ fn a_manifest_that_asks_for_reuse_is_schema_2_and_one_that_does_not_stays_schema
 fn a_slow_request_does_not_hold_up_a_fast_one_in_the_same_instance_and_alone_gets_504() {
     let ws = Workspace::new();
     let echo = ws.http("echo", "echo_p3").limits("timeout = \"700ms\"").build();
-    let server = Arc::new(ws.serve(&[echo]));
+    let server = Arc::new(serve_one_thread(&ws, &[echo]));
     let slow = {
         let server = server.clone();
         std::thread::spawn(move || {
@@ -136,7 +146,7 @@ fn a_trap_fails_only_the_requests_of_its_instance() {
     let ws = Workspace::new();
     let echo = ws.http("echo", "echo_p3").build();
     let other = ws.http("other", "counter_p3").build();
-    let server = Arc::new(ws.serve(&[echo, other]));
+    let server = Arc::new(serve_one_thread(&ws, &[echo, other]));
     assert_eq!(counted(&server.get("/other")).1, 1);
     let waiting = {
         let server = server.clone();
@@ -170,7 +180,7 @@ fn requests_in_one_instance_keep_their_own_ids_in_logs_and_outbound_trace_contex
     let token = format!("network:outbound:127.0.0.1:{}", upstream.port);
     let fetch = ws.http("fetch", "fetch_p3").capabilities(&[&token]).build();
     let sleepy = ws.http("sleepy", "sleepy_p3").build();
-    let server = Arc::new(ws.serve(&[fetch.as_os_str(), sleepy.as_os_str(), "--grant-requested".as_ref()]));
+    let server = Arc::new(serve_one_thread(&ws, &[fetch.as_os_str(), sleepy.as_os_str(), "--grant-requested".as_ref()]));
     let url = format!("/fetch?url={}", query_encode(&format!("{}/x", upstream.url())));
     for n in 1..=2 {
         let r = server.request("GET", &url, &[("traceparent", &traceparent(&trace(n)))], b"");
@@ -208,7 +218,7 @@ fn outbound_denials_budgets_and_audit_lines_are_per_request() {
     let b = format!("network:outbound:127.0.0.1:{}", target.port);
     let denied = ws.http("denied", "fetch_p3").capabilities(&[&a]).build();
     let limited = ws.http("limited", "fetch_p3").capabilities(&[&a, &b]).limits("outbound_requests = 1").build();
-    let server = ws.serve(&[denied.as_os_str(), limited.as_os_str(), "--grant-requested".as_ref()]);
+    let server = serve_one_thread(&ws, &[denied.as_os_str(), limited.as_os_str(), "--grant-requested".as_ref()]);
     let url = format!("{}/start", redirect.url());
 
     let r = server.request("GET", &format!("/denied?url={}", query_encode(&url)), &[("traceparent", &traceparent(&trace(1)))], b"");
@@ -237,7 +247,7 @@ fn deploys_and_rollbacks_under_load_drop_no_request() {
     let ws = Workspace::new();
     let v1 = ws.http("svc", "counter_p3").version("1.0.0").build();
     let v2 = ws.http("svc", "echo_p3").version("2.0.0").build();
-    let server = Arc::new(ws.serve(&[v1]));
+    let server = Arc::new(serve_one_thread(&ws, &[v1]));
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (from_v1, from_v2) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -279,7 +289,7 @@ fn overload_answers_503_with_retry_after() {
     let ws = Workspace::new();
     let sleepy = ws.http("sleepy", "sleepy_p3").build();
     // At most two requests in flight server-wide.
-    let server = Arc::new(ws.serve(&[sleepy.as_os_str(), "--max-in-flight".as_ref(), "2".as_ref()]));
+    let server = Arc::new(serve_one_thread(&ws, &[sleepy.as_os_str(), "--max-in-flight".as_ref(), "2".as_ref()]));
     let clients: Vec<_> = (0..4)
         .map(|_| {
             let server = server.clone();
@@ -339,7 +349,7 @@ fn wasi_0_2_and_0_3_functions_are_served_side_by_side() {
     let ws = Workspace::new();
     let p2 = ws.http("echo2", "echo").build();
     let p3 = ws.http("echo3", "echo_p3").build();
-    let server = ws.serve(&[p2, p3]);
+    let server = serve_one_thread(&ws, &[p2, p3]);
     for _ in 0..3 {
         let r = server.post("/echo2/x?a=1", b"two");
         assert_eq!((r.status, r.json()["counter"].as_u64()), (200, Some(1)), "0.2: a fresh instance each time");
@@ -367,7 +377,7 @@ fn a_request_that_computes_without_yielding_is_stopped_at_its_deadline() {
     let ws = Workspace::new();
     let sleepy = ws.http("sleepy", "sleepy_p3").limits("timeout = \"500ms\"").build();
     let other = ws.http("other", "counter_p3").build();
-    let server = Arc::new(ws.serve(&[sleepy, other]));
+    let server = Arc::new(serve_one_thread(&ws, &[sleepy, other]));
     let spinning = {
         let server = server.clone();
         std::thread::spawn(move || {
@@ -396,7 +406,7 @@ fn the_serde_json_transform_answers_alike_under_wasi_0_2_and_0_3() {
     let ws = Workspace::new();
     let p3 = ws.http("json3", "json_transform_p3").build();
     let p2 = ws.http("json2", "json_transform_serde").build();
-    let server = ws.serve(&[p3, p2]);
+    let server = serve_one_thread(&ws, &[p3, p2]);
     let body = r#"[{"name":"straße","price":2.5,"quantity":4,"active":true,"sku":"x"},{"name":"b","active":false},{"price":1,"active":true}]"#.as_bytes();
     let three = server.post("/json3", body);
     let two = server.post("/json2", body);
@@ -415,4 +425,25 @@ fn the_serde_json_transform_answers_alike_under_wasi_0_2_and_0_3() {
         let error = r.json()["error"].as_str().unwrap().to_string();
         assert!(error.contains("invalid type") && error.contains("line 1 column"), "{path}: {error}");
     }
+}
+
+/// With two connection threads, a request on a new connection while the first thread's only
+/// instance is busy goes to the other thread (the one with fewer connections), which has
+/// instances of its own: it starts a fresh one there and is not held up.
+#[test]
+fn each_connection_thread_has_its_own_instances() {
+    let ws = Workspace::new();
+    let echo = ws.http("echo", "echo_p3").build();
+    let server = Arc::new(ws.serve(&[echo.as_os_str(), "--workers".as_ref(), "2".as_ref()]));
+    let slow = {
+        let server = server.clone();
+        std::thread::spawn(move || server.get("/echo?wait=1500"))
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let other = server.get("/echo?wait=10");
+    assert_eq!((other.status, other.json()["counter"].as_u64()), (200, Some(1)), "{}", other.text());
+    assert!(started.elapsed() < Duration::from_millis(1000), "waited {:?}", started.elapsed());
+    let slow = slow.join().unwrap();
+    assert_eq!((slow.status, slow.json()["counter"].as_u64()), (200, Some(1)), "{}", slow.text());
 }

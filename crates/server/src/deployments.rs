@@ -16,8 +16,7 @@ use wasmzip_runtime::capabilities::filesystem::Mount;
 use wasmzip_runtime::{Entrypoint, GuestLimits, HostResources, KeystoreSource, OperatorGrants, PlanError, Runtime, RuntimeError, plan};
 
 use crate::function::{Handler, HttpLimits, LoadedFunction, OperatorLimits};
-use crate::reuse::{PoolSlots, ReuseLimits, Service};
-use wasmtime_wasi_http::handler::ProxyHandler;
+use crate::reuse::{PoolSlots, ReuseLimits, Service, ThreadHandlers};
 use crate::metrics::Metrics;
 use crate::routing::{RouteConflict, RouteTable};
 use crate::spare::SpareSlot;
@@ -109,6 +108,8 @@ pub struct DeployPolicy {
     pub max_model_bytes: u64,
     /// The pool's slots, which WASI 0.3 instances take when they are made.
     pub pool: PoolSlots,
+    /// How many connection threads serve requests: a WASI 0.3 version has a handler for each.
+    pub connection_threads: usize,
 }
 
 /// One version as the admin API shows it.
@@ -435,19 +436,21 @@ fn load_blocking(
     let planned = Arc::new(planned);
     let handler = match planned.entry() {
         Entrypoint::HttpP2(pre) => Handler::Fresh(pre.clone()),
-        Entrypoint::HttpP3(pre) => Handler::Reused(ProxyHandler::new(Service {
-            pre: pre.clone(),
-            planned: planned.clone(),
-            limits,
-            reuse,
-            function: name.clone(),
-            version: version_name.clone(),
-            metrics: function_metrics.clone(),
-            server_metrics: metrics.clone(),
-            pool: policy.pool.clone(),
-            made: Default::default(),
-            live: Default::default(),
-        })),
+        Entrypoint::HttpP3(pre) => Handler::Reused(ThreadHandlers::new(
+            Service {
+                pre: pre.clone(),
+                planned: planned.clone(),
+                limits,
+                reuse,
+                function: name.clone(),
+                version: version_name.clone(),
+                metrics: function_metrics.clone(),
+                server_metrics: metrics.clone(),
+                pool: policy.pool.clone(),
+                made: Default::default(),
+            },
+            policy.connection_threads,
+        )),
         _ => return Err(DeployError::Unsupported(format!("{}: not a wasi:http handler", planned.component().description()))),
     };
     Ok(LoadedFunction {

@@ -5,14 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime_wasi_http::handler::ProxyHandler;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmzip_package::manifest::{Limits, RoutePrefix};
 use wasmzip_runtime::capabilities::http::DEFAULT_OUTBOUND_REQUESTS;
 use wasmzip_runtime::{InstanceState, PlannedComponent};
 
 use crate::metrics::FunctionMetrics;
-use crate::reuse::{OperatorReuse, ReuseLimits, Service};
+use crate::reuse::{OperatorReuse, ReuseLimits, ThreadHandlers};
 use crate::spare::SpareSlot;
 
 /// Request body limit when neither manifest nor operator sets one.
@@ -115,7 +114,7 @@ pub enum Handler {
     /// pre-instantiated entry point (or the function's spare, made from it ahead of time).
     Fresh(ProxyPre<InstanceState>),
     /// WASI 0.3 (`wasi:http/handler`): Wasmtime's handler, which reuses instances within the limits.
-    Reused(ProxyHandler<Service>),
+    Reused(ThreadHandlers),
 }
 
 impl Handler {
@@ -131,7 +130,7 @@ impl Handler {
     pub fn reuse(&self) -> ReuseLimits {
         match self {
             Handler::Fresh(_) => ReuseLimits::FRESH,
-            Handler::Reused(handler) => handler.state().reuse(),
+            Handler::Reused(handlers) => handlers.service().reuse(),
         }
     }
 }

@@ -135,9 +135,6 @@ pub struct ServerShared {
     pub admission_waiters: AtomicUsize,
     /// The most requests that may wait for a slot at once: as many as there are slots.
     pub max_admission_waiters: usize,
-    /// Where reused WASI 0.3 instances run: the server's multi-thread runtime, whose threads take
-    /// work from each other, rather than the connection thread that happened to start them.
-    pub instance_runtime: tokio::runtime::Handle,
 }
 
 /// Addresses the server actually listens on (useful with port 0).
@@ -198,6 +195,7 @@ pub async fn serve(
         nn: config.nn.clone(),
         max_model_bytes: config.max_model_bytes,
         pool: reuse::PoolSlots { slots: slots.clone(), recycler: recycler.clone() },
+        connection_threads: config.workers.max(1),
     };
     let store = LocalStore::open(&config.data_dir)?;
     let deployments = Arc::new(Deployments::open(runtime.clone(), Box::new(store), policy, metrics.clone()).await?);
@@ -216,7 +214,6 @@ pub async fn serve(
         request_permits: Arc::new(Semaphore::new(max_in_flight)),
         admission_waiters: AtomicUsize::new(0),
         max_admission_waiters: config.pool.instances as usize,
-        instance_runtime: tokio::runtime::Handle::current(),
     });
     let workers = ConnectionWorkers::start(config.workers).map_err(ServeError::Workers)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

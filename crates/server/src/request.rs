@@ -19,7 +19,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{Error as HttpError, WasiHttpView};
 use wasmzip_nn::Abandoned;
 use wasmtime_wasi_http::WasiBody;
-use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, ProxyHandler, TrapOrPanicError};
+use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, TrapOrPanicError};
 use wasmzip_runtime::{InstanceScope, RequestScope};
 use wasmzip_runtime::engine::schedule_guest;
 use wasmzip_runtime::instance::limit_store;
@@ -29,7 +29,7 @@ use crate::function::LoadedFunction;
 use crate::guest_log::{GuestLog, LogTag};
 use crate::metrics::DenialLabels;
 use crate::function::Handler;
-use crate::reuse::{PoolExhausted, Service, Ticket};
+use crate::reuse::{PoolExhausted, ThreadHandlers, Ticket};
 use crate::spare::adopt;
 
 /// Errors carried by response bodies.
@@ -159,7 +159,7 @@ async fn serve(
     }
     let taken = guest_request(req, prefix, remainder, limits.request_body);
     let pre = match &function.handler {
-        Handler::Reused(handler) => return serve_reused(shared, function, handler, taken, id).await,
+        Handler::Reused(handlers) => return serve_reused(shared, function, handlers, taken, id).await,
         Handler::Fresh(pre) => pre.clone(),
     };
     // A spare instance comes with its own permit; otherwise this request takes one, giving up
@@ -391,28 +391,10 @@ fn timed_out(function: &LoadedFunction, id: &str) -> Response<ResponseBody> {
 /// A request to a WASI 0.3 function: admitted with a request permit, handed to Wasmtime's handler
 /// with its scope and deadline (it picks or makes the instance), and every way that can end turned
 /// into a response. The permit is held until the response body ends.
-/// Polls `inner` inside `runtime`'s context when there is one, so that what it spawns
-/// (`ProxyHandler`'s instance workers) runs there, while the future itself stays on the
-/// connection's thread.
-struct OnRuntime<'a, F> {
-    runtime: Option<&'a tokio::runtime::Handle>,
-    inner: std::pin::Pin<Box<F>>,
-}
-
-impl<F: Future> Future for OnRuntime<'_, F> {
-    type Output = F::Output;
-
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
-        let this = self.get_mut();
-        let _entered = this.runtime.map(|runtime| runtime.enter());
-        this.inner.as_mut().poll(cx)
-    }
-}
-
 async fn serve_reused(
     shared: &Arc<ServerShared>,
     function: &Arc<LoadedFunction>,
-    handler: &ProxyHandler<Service>,
+    handlers: &ThreadHandlers,
     req: Request<WasiBody>,
     id: &str,
 ) -> Response<ResponseBody> {
@@ -426,12 +408,8 @@ async fn serve_reused(
     let deadline = tokio::time::Instant::now() + limits.timeout;
     let ticket = Ticket { scope: Arc::new(RequestScope::new(Arc::from(id), limits.outbound_requests)), deadline };
     let req = with_absolute_uri(req);
-    // The first instance of a version runs on the connection thread that needs it: one client
-    // then never waits for another thread to wake. Instances made while others are alive (the
-    // load outgrew one) run on the shared runtime, whose threads take work from each other, so a
-    // busy connection thread does not hold them all.
-    let runtime = handler.state().has_instances().then_some(&shared.instance_runtime);
-    let handled = OnRuntime { runtime, inner: Box::pin(handler.handle(ticket, req)) };
+    let handler = handlers.current();
+    let handled = handler.handle(ticket, req);
     let outcome = match tokio::time::timeout_at(deadline, handled).await {
         Err(_) => return timed_out(function, id),
         Ok(outcome) => outcome,

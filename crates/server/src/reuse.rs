@@ -18,7 +18,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{Store, StoreContextMut};
 use wasmtime::component::TaskGroupId;
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::handler::{HandlerState, Instance, Proxy, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus};
+use wasmtime_wasi_http::handler::{HandlerState, Instance, Proxy, ProxyHandler, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus};
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmzip_nn::Abandoned;
 use wasmzip_package::manifest::Reuse;
@@ -159,8 +159,6 @@ pub struct Service {
     pub pool: PoolSlots,
     /// Instances made so far.
     pub made: AtomicU64,
-    /// Instances alive now.
-    pub live: Arc<AtomicUsize>,
 }
 
 impl Service {
@@ -169,15 +167,9 @@ impl Service {
         self.reuse
     }
 
-    /// Whether an instance of this version is alive now.
-    pub fn has_instances(&self) -> bool {
-        self.live.load(Ordering::Relaxed) > 0
-    }
-
     async fn make(&self) -> wasmtime::Result<Instance<InstanceState, Expiry, InstanceWorker>> {
         let permit = self.pool.take().ok_or(PoolExhausted)?;
         let number = self.made.fetch_add(1, Ordering::Relaxed) + 1;
-        let alive = Alive::new(self.live.clone());
         let requests = Arc::new(RequestScopes::default());
         let tag = LogTag { function: self.function.clone(), version: self.version.clone(), request_id: Arc::from(format!("instance-{number}")) };
         let stdout = GuestLog::shared(tag.clone(), "stdout", requests.clone());
@@ -225,19 +217,49 @@ impl Service {
                 memory_limit: self.limits.memory_bytes,
                 accepted: AtomicU64::new(0),
                 _slot: permit,
-                _alive: alive,
             },
         })
     }
 }
 
-impl HandlerState for Service {
+/// One connection thread's share of a [`Service`]: the state of that thread's [`ProxyHandler`].
+pub struct ThreadService(Arc<Service>);
+
+impl HandlerState for ThreadService {
     type StoreData = InstanceState;
     type WorkerExpiration = Expiry;
     type WorkerState = InstanceWorker;
 
     fn instantiate(&self) -> impl Future<Output = wasmtime::Result<Instance<InstanceState, Expiry, InstanceWorker>>> + Send {
-        self.make()
+        self.0.make()
+    }
+}
+
+/// A WASI 0.3 function version's handlers, one per connection thread: a request goes to its
+/// thread's handler, whose instances run on that thread. So a client never waits for another
+/// thread to wake, and instances spread over the cores as the connections do. The limits, the
+/// pool and the metrics are the version's, shared by every thread.
+pub struct ThreadHandlers {
+    service: Arc<Service>,
+    handlers: Box<[ProxyHandler<ThreadService>]>,
+}
+
+impl ThreadHandlers {
+    /// Handlers for `threads` connection threads (at least one).
+    pub fn new(service: Service, threads: usize) -> Self {
+        let service = Arc::new(service);
+        let handlers = (0..threads.max(1)).map(|_| ProxyHandler::new(ThreadService(service.clone()))).collect();
+        ThreadHandlers { service, handlers }
+    }
+
+    /// The calling connection thread's handler.
+    pub fn current(&self) -> &ProxyHandler<ThreadService> {
+        &self.handlers[crate::workers::current_worker() % self.handlers.len()]
+    }
+
+    /// The version these handlers serve.
+    pub fn service(&self) -> &Service {
+        &self.service
     }
 }
 
@@ -254,23 +276,6 @@ pub struct InstanceWorker {
     memory_limit: u64,
     accepted: AtomicU64,
     _slot: OwnedSemaphorePermit,
-    _alive: Alive,
-}
-
-/// Counts an instance among its version's live ones while it is held.
-struct Alive(Arc<AtomicUsize>);
-
-impl Alive {
-    fn new(live: Arc<AtomicUsize>) -> Self {
-        live.fetch_add(1, Ordering::Relaxed);
-        Alive(live)
-    }
-}
-
-impl Drop for Alive {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 impl WorkerState for InstanceWorker {

@@ -15,6 +15,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::runtime::Runtime;
 
+thread_local! {
+    /// Which connection runtime this thread belongs to (0 on any other thread).
+    static CONNECTION_WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The index of the connection runtime the calling thread belongs to: 0 to `count - 1` on a
+/// connection thread (also one that replaced a thread blocked in `block_in_place`), 0 elsewhere.
+pub fn current_worker() -> usize {
+    CONNECTION_WORKER.with(|w| w.get())
+}
+
 /// One runtime and the connections it serves.
 struct Worker {
     runtime: Runtime,
@@ -51,6 +62,7 @@ impl ConnectionWorkers {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(1)
                     .thread_name(format!("wasmzip-conn-{i}"))
+                    .on_thread_start(move || CONNECTION_WORKER.with(|w| w.set(i)))
                     .enable_all()
                     .build()?;
                 Ok(Worker { runtime, open: Arc::new(AtomicUsize::new(0)) })
