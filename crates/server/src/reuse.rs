@@ -11,6 +11,10 @@
 //! instance is dropped. A trap ends the instance: its requests in flight fail (500), the next
 //! request gets a new instance.
 //!
+//! Each connection thread has its own handler for a version ([`ThreadHandlers`]), so a request is
+//! served by instances that run on its own thread; the version's [`Service`] (limits, pool,
+//! metrics) is shared by them all.
+//!
 //! Admission: a request needs one of the server's request permits (`--max-in-flight`), and a new
 //! instance needs one of the pool's slots, taken when it is made and given back when it is
 //! dropped. Neither waits: without a permit or a slot the answer is 503 with `Retry-After`.
