@@ -15,12 +15,17 @@ pub enum Input {
     Wasm,
 }
 
+/// The first four bytes of `path` (fewer for a shorter file).
+fn magic(path: &Path) -> Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(4);
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    file.take(4).read_to_end(&mut head).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(head)
+}
+
 /// Tells a package from a WebAssembly file by its first bytes.
 pub fn sniff(path: &Path) -> Result<Input> {
-    let mut head = [0u8; 4];
-    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let n = file.read(&mut head).with_context(|| format!("cannot read {}", path.display()))?;
-    match &head[..n] {
+    match magic(path)?.as_slice() {
         b"PK\x03\x04" => Ok(Input::Package),
         b"\0asm" => Ok(Input::Wasm),
         _ => bail!("{} is neither a .wasmzip package nor a WebAssembly file", path.display()),
@@ -30,10 +35,7 @@ pub fn sniff(path: &Path) -> Result<Input> {
 /// Whether `path` starts like a WebAssembly file (anything else is sent as it is, for the server
 /// to judge).
 pub fn is_wasm(path: &Path) -> Result<bool> {
-    let mut head = [0u8; 4];
-    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let n = file.read(&mut head).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(&head[..n] == b"\0asm")
+    Ok(magic(path)? == b"\0asm")
 }
 
 /// A bare `.wasm` packed into an unsigned package that lives as long as this value.
@@ -45,8 +47,12 @@ pub struct PackedBare {
 
 /// Packs the `http` component `wasm` into an unsigned package requesting exactly `grants` (so they
 /// are what it gets: a bare `.wasm` requests nothing of its own). Serving it needs the server to
-/// accept unsigned packages (`--allow-unsigned`).
-pub fn pack_http(wasm: &Path, grants: &[Capability]) -> Result<PackedBare> {
+/// accept unsigned packages (`--allow-unsigned`). `grant_requested` (`--grant-requested`) is refused:
+/// there is nothing requested to grant.
+pub fn pack_http(wasm: &Path, grants: &[Capability], grant_requested: bool) -> Result<PackedBare> {
+    if grant_requested {
+        bail!("{}: --grant-requested needs a package; a bare .wasm requests nothing, so grant with --grant", wasm.display());
+    }
     let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
     let path = dir.path().join(format!("{}.wasmzip", wasmzip_package::bare_package_name(wasm)));
     wasmzip_package::pack_bare(wasm, World::Http, grants, &path)?;

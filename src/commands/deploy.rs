@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use bytes::Bytes;
 use clap::Args;
 use http::Method;
@@ -35,14 +35,7 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
     // it, and the refusal could otherwise be lost to a broken pipe while the package is still sending.
     client.call(Method::GET, "/v1/functions", Bytes::new()).await?;
     // Anything but a bare .wasm goes up as it is: the server verifies packages.
-    let packed = if is_wasm(&args.package)? {
-        if args.grant_requested {
-            bail!("{}: --grant-requested needs a package; a bare .wasm requests nothing, so grant with --grant", args.package.display());
-        }
-        Some(pack_http(&args.package, &args.grant)?)
-    } else {
-        None
-    };
+    let packed = if is_wasm(&args.package)? { Some(pack_http(&args.package, &args.grant, args.grant_requested)?) } else { None };
     let path = packed.as_ref().map_or(&args.package, |p| &p.path);
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut query: Vec<String> = args.grant.iter().map(|g| format!("grant={}", encode(&g.to_string()))).collect();

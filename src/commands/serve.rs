@@ -144,13 +144,10 @@ pub async fn run(args: ServeArgs) -> Result<u8> {
         match sniff(&path)? {
             Input::Package => packages.push(path),
             Input::Wasm => {
-                if args.grants.grant_requested {
-                    bail!("{}: --grant-requested needs a package; a bare .wasm requests nothing, so grant with --grant", path.display());
-                }
                 if !args.trust.allow_unsigned {
                     bail!("{} is a bare .wasm, which is never signed: serve it with --allow-unsigned (for development)", path.display());
                 }
-                let bare = pack_http(&path, &args.grants.grant)?;
+                let bare = pack_http(&path, &args.grants.grant, args.grants.grant_requested)?;
                 packages.push(bare.path.clone());
                 packed.push(bare);
             }
