@@ -33,19 +33,20 @@ impl Auditor {
     /// away from the guest code that asked (say, in a host future), when another request of a
     /// shared instance may be running.
     pub fn pinned(&self) -> Auditor {
+        Auditor::new(self.subject_now())
+    }
+
+    /// The subject, followed by the running request's label when one of a shared instance runs.
+    fn subject_now(&self) -> Arc<str> {
         match self.requests.as_ref().and_then(|r| r.current()) {
-            Some(request) => Auditor::new(format!("{} {}", self.subject, request.label)),
-            None => Auditor::new(self.subject.clone()),
+            Some(request) => Arc::from(format!("{} {}", self.subject, request.label())),
+            None => self.subject.clone(),
         }
     }
 
     /// Records that `action` was denied and which token would have allowed it.
     pub fn denied(&self, action: &str, needed: &str) {
-        let current = self.requests.as_ref().and_then(|r| r.current());
-        let subject = match &current {
-            Some(request) => format!("{} {}", self.subject, request.label),
-            None => self.subject.to_string(),
-        };
+        let subject = self.subject_now();
         tracing::warn!(target: AUDIT_TARGET, subject = %subject, needed = %needed, "denied {action}: no effective capability covers it (needs {needed})");
     }
 

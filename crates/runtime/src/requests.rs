@@ -16,8 +16,6 @@ use wasmtime::component::{TaskGroupHook, TaskGroupId};
 /// What belongs to one request served by a shared instance.
 #[derive(Debug)]
 pub struct RequestScope {
-    /// Appended to the component's subject in audit lines (`request ID`).
-    pub label: String,
     /// The trace id outbound requests carry, and the id log lines are tagged with.
     pub trace_id: Arc<str>,
     outbound_limit: u32,
@@ -27,7 +25,13 @@ pub struct RequestScope {
 impl RequestScope {
     /// A scope for request `id` that may make `outbound_limit` outbound requests.
     pub fn new(id: Arc<str>, outbound_limit: u32) -> Self {
-        RequestScope { label: format!("request {id}"), trace_id: id, outbound_limit, outbound_left: AtomicU32::new(outbound_limit) }
+        RequestScope { trace_id: id, outbound_limit, outbound_left: AtomicU32::new(outbound_limit) }
+    }
+
+    /// Appended to the component's subject in audit lines (`request ID`); made only when a line
+    /// is written, not for every request.
+    pub fn label(&self) -> String {
+        format!("request {}", self.trace_id)
     }
 
     /// Takes one outbound request from the budget; false when none is left.
@@ -130,6 +134,6 @@ mod tests {
         assert!(scope.take_outbound());
         assert!(!scope.take_outbound());
         assert_eq!(scope.outbound_sent(), 2);
-        assert_eq!(scope.label, "request abc");
+        assert_eq!(scope.label(), "request abc");
     }
 }

@@ -179,7 +179,8 @@ async fn serve(
     let in_flight = InFlight(shared.clone());
 
 
-    let tag = LogTag { function: function.name.clone(), version: function.version.clone(), request_id: Arc::from(id) };
+    let request_id: Arc<str> = Arc::from(id);
+    let tag = LogTag { function: function.name.clone(), version: function.version.clone(), request_id: request_id.clone() };
     let stdout = GuestLog::new(tag.clone(), "stdout");
     let stderr = GuestLog::new(tag, "stderr");
     let abandoned = Abandoned::new();
@@ -187,7 +188,7 @@ async fn serve(
     let function_name = function.name.to_string();
     let scope = InstanceScope {
         label: Some(format!("request {id}")),
-        trace_id: Arc::from(id),
+        trace_id: request_id.clone(),
         outbound_limit: limits.outbound_requests,
         denials: Arc::new(move |kind| {
             metrics.denials.get_or_create(&DenialLabels { function: function_name.clone(), kind: kind.to_string() }).inc();
@@ -274,7 +275,7 @@ async fn serve(
         // head found ready after the deadline. It is still too late.
         Ok(Ok(Ok(_))) if tokio::time::Instant::now() >= deadline => timed_out(),
         Ok(Ok(Ok(response))) => {
-            let (parts, body) = match guest_head(function, id, response) {
+            let (parts, body) = match guest_head(function, &request_id, response) {
                 Ok(head) => head,
                 Err(refused) => return refused,
             };
@@ -347,7 +348,7 @@ fn guest_request(mut req: Request<Incoming>, prefix: String, remainder: String, 
 /// A guest's response head, checked against the response body limit and tagged with the request
 /// id, and its body capped at that limit; or the 500 that replaces a head announcing too large a
 /// body.
-fn guest_head<B>(function: &LoadedFunction, id: &str, response: Response<B>) -> Result<(http::response::Parts, CappedBody), Response<ResponseBody>>
+fn guest_head<B>(function: &LoadedFunction, id: &Arc<str>, response: Response<B>) -> Result<(http::response::Parts, CappedBody), Response<ResponseBody>>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: std::fmt::Debug,
@@ -367,7 +368,7 @@ where
         remaining: limit,
         limit,
         function: function.name.clone(),
-        request_id: Arc::from(id),
+        request_id: id.clone(),
     };
     Ok((parts, capped))
 }
@@ -406,7 +407,8 @@ async fn serve_reused(
     let limits = function.limits;
     let labels = &function.metrics.labels;
     let deadline = tokio::time::Instant::now() + limits.timeout;
-    let ticket = Ticket { scope: Arc::new(RequestScope::new(Arc::from(id), limits.outbound_requests)), deadline };
+    let request_id: Arc<str> = Arc::from(id);
+    let ticket = Ticket { scope: Arc::new(RequestScope::new(request_id.clone(), limits.outbound_requests)), deadline };
     let req = with_absolute_uri(req);
     let handler = handlers.current();
     let handled = handler.handle(ticket, req);
@@ -418,7 +420,7 @@ async fn serve_reused(
         // As for WASI 0.2: a head found ready after the deadline is still too late.
         Ok(_) if tokio::time::Instant::now() >= deadline => return timed_out(function, id),
         Ok(response) => {
-            let (parts, capped) = match guest_head(function, id, response) {
+            let (parts, capped) = match guest_head(function, &request_id, response) {
                 Ok(head) => head,
                 Err(refused) => return refused,
             };
@@ -426,7 +428,7 @@ async fn serve_reused(
                 inner: capped,
                 deadline: Box::pin(tokio::time::sleep_until(deadline)),
                 function: function.clone(),
-                request_id: Arc::from(id),
+                request_id,
                 _held: (permit, in_flight),
             };
             return Response::from_parts(parts, body.boxed_unsync());
