@@ -1,4 +1,4 @@
-# Helpers the serving benchmarks share (bench/serve.sh, bench/serve-p3.sh); sourced, not run.
+# Helpers the benchmarks share (bench/serve.sh, bench/serve-p3.sh, bench/nn.sh); sourced, not run.
 # The sourcing script defines log and die, TMP (its temporary directory), PIDS (servers to stop on
 # exit), PROBLEMS (notes for its summary), WASMZIP (the binary, for pack_http), and for `measure`
 # WARMUP_S, DURATION_S, THREADS, CONNS and PID (the server being measured).

@@ -190,32 +190,12 @@ EOF
 # ----------------------------------------------------------------------------------------------------
 # Helpers.
 
-calc() { awk "BEGIN { printf \"${2:-%.2f}\", ($1) }"; }
+# calc, now_us, yesno, free_port, wait_line and stop: the helpers the benchmarks share.
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 # p50: the lower median, as the guest computes it.
 p50() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "nan" }'; }
-now_us() { local t=${EPOCHREALTIME/[.,]/}; echo "$t"; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-yesno() { [[ $(calc "$1" %d) == 1 ]] && echo yes || echo "**no**"; }
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
-
-# wait_line PATTERN LOG PID [SECONDS]
-wait_line() {
-    local pattern=$1 logf=$2 pid=$3 limit=${4:-120} t0=$SECONDS
-    until grep -q "$pattern" "$logf" 2>/dev/null; do
-        kill -0 "$pid" 2>/dev/null || { log "server exited; its log:"; cat "$logf" >&2; return 1; }
-        ((SECONDS - t0 < limit)) || { log "no \`$pattern\` after ${limit}s; log:"; cat "$logf" >&2; return 1; }
-        sleep 0.05
-    done
-}
-
-stop() {
-    local pid=$1 i
-    kill "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 150; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null || true
-}
 
 # wrk_rps OUT WRK-ARGS...: requests/s; warns about errors (run in $(...): it cannot add to PROBLEMS).
 wrk_rps() {
