@@ -35,6 +35,16 @@ step "wasmzip verify $out/hello.wasmzip --trust $out/dev.pub"
 step "wasmzip inspect $out/hello.wasmzip"
 "$wasmzip" inspect "$out/hello.wasmzip"
 
+step "wasmzip sbom $out/hello.wasmzip -o $out/hello.cdx.json (the CycloneDX SBOM the package carries)"
+"$wasmzip" sbom "$out/hello.wasmzip" -o "$out/hello.cdx.json"
+grep -c '"bom-ref"' "$out/hello.cdx.json" | sed 's/^/bom-refs in the SBOM: /'
+
+step "A second signer, and a deploy policy that needs both signatures"
+"$wasmzip" keygen "$out/release"
+"$wasmzip" sign "$out/hello.wasmzip" --key "$out/release.key"
+printf '[keys]\ndev = "dev.pub"\nrelease = "release.pub"\n\n[[functions]]\nnames = ["hello*"]\nsigners = ["dev", "release"]\nsignatures = 2\ngrant_ceiling = ["env:GREETING_NAME", "env:APP_*"]\n\n[sbom]\nrequired = true\n' > "$out/policy.toml"
+"$wasmzip" run "$out/hello.wasmzip" --policy "$out/policy.toml" --grant-requested
+
 step "Run without grants: the guest sees no environment (a warning lists what it asked for)"
 GREETING_NAME=operator "$wasmzip" run "$out/hello.wasmzip" --trust "$out/dev.pub" -- first second
 

@@ -64,6 +64,41 @@ impl TrustOptions {
     }
 }
 
+/// The deploy policy a package must pass before it is planned.
+#[derive(Debug, Args)]
+pub struct PolicyOptions {
+    /// A deploy policy (TOML): which keys may sign which functions, how many signatures, a ceiling
+    /// on grants, SBOM rules, refused licences and dependencies, downgrades (docs/policy.md).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// A directory of OSV advisories (JSON) checked against each package's SBOM, as the policy's
+    /// `[advisories]` says (refuse by default).
+    #[arg(long, value_name = "DIR", requires = "policy")]
+    pub advisories: Option<PathBuf>,
+}
+
+impl PolicyOptions {
+    /// The policy and advisories, loaded; `None` without `--policy`.
+    pub fn gate(&self) -> Result<Option<wasmzip_policy::Gate>> {
+        let Some(path) = &self.policy else { return Ok(None) };
+        let policy = wasmzip_policy::Policy::load(path)?;
+        let advisories = self.advisories.as_deref().map(wasmzip_policy::Advisories::load).transpose()?;
+        Ok(Some(wasmzip_policy::Gate { policy, advisories }))
+    }
+
+    /// `trust` with the keys the policy names added: their signatures are checked and counted.
+    pub fn trust(&self, mut trust: TrustPolicy, gate: Option<&wasmzip_policy::Gate>) -> TrustPolicy {
+        if let Some(gate) = gate {
+            for (_, key) in gate.policy.keys() {
+                if !trust.trusted.iter().any(|k| k.id() == key.id()) {
+                    trust.trusted.push(key);
+                }
+            }
+        }
+        trust
+    }
+}
+
 /// What the operator grants.
 #[derive(Debug, Args)]
 pub struct GrantOptions {

@@ -245,7 +245,7 @@ fn untrusted_unsigned_and_tampered_packages_are_refused_and_change_nothing() {
     for (what, pkg, fragment) in [
         ("untrusted", &untrusted, "which this server does not trust"),
         ("unsigned", &unsigned, "it is not signed"),
-        ("tampered", &tampered, "SHA-256 differs"),
+        ("tampered", &tampered, "manifest.json pins"),
         ("garbage", &garbage, "422"),
         ("cli", &cli, "no single `http` component"),
     ] {

@@ -82,16 +82,19 @@ fn reuse_off_in_the_manifest_or_by_the_operator_gives_fresh_instances() {
 }
 
 #[test]
-fn a_manifest_that_asks_for_reuse_is_schema_2_and_one_that_does_not_stays_schema_1() {
+fn a_manifest_that_asks_for_reuse_carries_its_limits() {
     let ws = Workspace::new();
-    for (pkg, schema) in [(ws.http("plain", "counter_p3").build(), 1), (ws.http("limited", "counter_p3").line("reuse = { max_concurrent = 4, idle_timeout = \"250ms\" }").build(), 2)] {
+    for (pkg, limited) in [(ws.http("plain", "counter_p3").build(), false), (ws.http("limited", "counter_p3").line("reuse = { max_concurrent = 4, idle_timeout = \"250ms\" }").build(), true)] {
         let r = run(["inspect".as_ref(), pkg.as_os_str(), "--json".as_ref()]);
         r.expect_code(0);
         let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout));
-        assert_eq!(v["schema"].as_u64(), Some(schema), "{v}");
-        if schema == 2 {
-            let reuse = v["components"][0]["reuse"].clone();
+        // Every package `pack` writes is schema 2 (format 2); `reuse` is only written when asked for.
+        assert_eq!(v["schema"].as_u64(), Some(2), "{v}");
+        let reuse = v["components"][0]["reuse"].clone();
+        if limited {
             assert_eq!(reuse, serde_json::json!({"enabled": true, "max_concurrent": 4, "idle_timeout_ms": 250}));
+        } else {
+            assert!(reuse.is_null(), "{v}");
         }
     }
     // Bad values name the key and the file.

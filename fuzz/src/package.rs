@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arbitrary::Arbitrary;
-use wasmzip_package::archive::{ArchiveWriter, Compression};
-use wasmzip_package::manifest::{ComponentEntry, Limits, MANIFEST_SCHEMA, MemberPin, ModelEntry, ModelEncoding, ModelTarget, Name, Reuse};
+use wasmzip_package::archive::{self, ArchiveWriter, Compression};
+use wasmzip_package::manifest::{ComponentEntry, Limits, MANIFEST_SCHEMA, MANIFEST_SCHEMA_V1, MemberPin, ModelEntry, ModelEncoding, ModelTarget, Name, Reuse, StoredPin};
 use wasmzip_package::{
     MANIFEST_MEMBER, PackageError, PackageManifest, ResourceSink, SIGNATURE_MEMBER, Signer, SigningKey, TrustPolicy, World,
     inspect_package, sha256_hex, verify_package,
@@ -123,6 +123,8 @@ pub struct BuiltPackage {
     pub components: BTreeMap<Name, Vec<u8>>,
     /// Whether it carries a signature.
     pub signed: bool,
+    /// Whether it is a format-2 (schema 2) package, whose every byte is pinned.
+    pub format_2: bool,
 }
 
 fn method(deflate: bool) -> Compression {
@@ -193,8 +195,17 @@ impl PackageSpec {
             }
             members.push((member, method(spec.deflate), spec.data.clone()));
         }
-        let mut manifest = PackageManifest {
-            schema: MANIFEST_SCHEMA,
+        // Schema 1 (the lenient format, still read) when the manifest is deflated and nothing needs
+        // schema 2; otherwise format 2, laid out exactly as `pack` writes it.
+        let format_2 = !self.deflate_manifest || entries.values().any(|e: &ComponentEntry| e.reuse.is_some());
+        let mut deflated = BTreeMap::new();
+        for (member, compression, bytes) in &members {
+            if format_2 && *compression == Compression::Deflated {
+                deflated.insert(member.clone(), archive::deflate(member, &mut &bytes[..]).expect("deflating in memory"));
+            }
+        }
+        let manifest = PackageManifest {
+            schema: if format_2 { MANIFEST_SCHEMA } else { MANIFEST_SCHEMA_V1 },
             name: name("fuzz"),
             version: semver::Version::new(1, 0, 0),
             description: self.description.clone(),
@@ -202,24 +213,30 @@ impl PackageSpec {
             models,
             members: members
                 .iter()
-                .map(|(member, _, bytes)| MemberPin { name: member.clone(), size: bytes.len() as u64, sha256: sha256_hex(bytes) })
+                .map(|(member, _, bytes)| MemberPin {
+                    name: member.clone(),
+                    size: bytes.len() as u64,
+                    sha256: sha256_hex(bytes),
+                    deflated: deflated.get(member).map(|d| StoredPin { size: d.bytes.len() as u64, sha256: sha256_hex(&d.bytes) }),
+                })
                 .collect(),
         };
-        manifest.schema = manifest.needed_schema();
         let manifest_bytes = manifest.to_bytes();
         let mut writer = ArchiveWriter::new(Cursor::new(Vec::new()));
-        let mut add = |member: &str, compression, bytes: &[u8]| {
-            writer.add(member, compression, &mut &bytes[..]).expect("generated members are valid");
-        };
-        add(MANIFEST_MEMBER, method(self.deflate_manifest), &manifest_bytes);
+        let own = if format_2 { Compression::Stored } else { Compression::Deflated };
+        writer.add(MANIFEST_MEMBER, if format_2 { Compression::Stored } else { method(self.deflate_manifest) }, &mut &manifest_bytes[..]).expect("a valid member");
         if self.signed {
-            add(SIGNATURE_MEMBER, Compression::Deflated, &fuzz_key().sign_manifest(&manifest_bytes));
+            writer.add(SIGNATURE_MEMBER, own, &mut &fuzz_key().sign_manifest(&manifest_bytes, format_2)[..]).expect("a valid member");
         }
         for (member, compression, bytes) in &members {
-            add(member, *compression, bytes);
+            match deflated.get(member) {
+                Some(d) => writer.add_raw(member, Compression::Deflated, d.crc32, d.size, &mut &d.bytes[..], d.bytes.len() as u64),
+                None => writer.add(member, *compression, &mut &bytes[..]),
+            }
+            .expect("generated members are valid");
         }
         let bytes = writer.finish().expect("finishing an in-memory archive").into_inner();
-        BuiltPackage { bytes, manifest, components, signed: self.signed }
+        BuiltPackage { bytes, manifest, components, signed: self.signed, format_2 }
     }
 }
 
@@ -376,6 +393,8 @@ pub fn check(input: &MutatedPackage) {
         Ok(package) => {
             assert!(built.signed, "verified an unsigned package under a policy that refuses them");
             assert_eq!(package.signer(), Signer::Key(fuzz_key().public_key().id()));
+            // Format 2: no byte of the archive may change while it still verifies.
+            assert!(intact || !built.format_2, "a changed format-2 archive still verifies");
             assert_eq!(package.manifest(), &built.manifest, "verified a manifest that was not signed");
             for (component, expected) in &built.components {
                 let got = package.component_bytes(component).expect("a signed component is verified");

@@ -26,6 +26,9 @@ pub struct DeployArgs {
     /// Grant everything the package requests.
     #[arg(long)]
     pub grant_requested: bool,
+    /// Deploy a version lower than the one serving, which a deploy policy refuses otherwise.
+    #[arg(long)]
+    pub allow_downgrade: bool,
 }
 
 /// Runs the command.
@@ -41,6 +44,9 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
     let mut query: Vec<String> = args.grant.iter().map(|g| format!("grant={}", encode(&g.to_string()))).collect();
     if args.grant_requested {
         query.push("grant_requested=true".into());
+    }
+    if args.allow_downgrade {
+        query.push("allow_downgrade=true".into());
     }
     let target = if query.is_empty() { "/v1/functions".to_string() } else { format!("/v1/functions?{}", query.join("&")) };
     let info = client.call(Method::POST, &target, Bytes::from(bytes)).await?;

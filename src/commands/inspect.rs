@@ -15,11 +15,22 @@ pub struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Print the package's SBOM (CycloneDX JSON) and nothing else.
+    #[arg(long, conflicts_with = "json")]
+    pub sbom: bool,
 }
 
 /// Runs the command.
 pub fn run(args: InspectArgs) -> Result<u8> {
     let report = wasmzip_package::inspect_package(&args.package)?;
+    if args.sbom {
+        let Some(sbom) = &report.sbom else {
+            anyhow::bail!("{}: the package carries no SBOM (schema {} packages have none)", args.package.display(), report.manifest.schema);
+        };
+        use std::io::Write as _;
+        std::io::stdout().lock().write_all(sbom)?;
+        return Ok(0);
+    }
     let m = &report.manifest;
     let mut components = Vec::new();
     for (name, entry) in &m.components {
@@ -44,7 +55,17 @@ pub fn run(args: InspectArgs) -> Result<u8> {
             "schema": m.schema,
             "description": m.description,
             "digest": format!("sha256:{}", report.digest),
+            "archive_digest": format!("sha256:{}", report.archive_digest),
             "signers": signers,
+            "signatures": report.signatures.iter().map(|s| json!({
+                "key": s.key.to_string(),
+                "checked": s.verified,
+            })).collect::<Vec<_>>(),
+            "sbom": report.sbom.is_some(),
+            "provenance": report.provenance.as_ref().map(|p| json!({
+                "builder": p.builder_id,
+                "materials": p.materials.iter().map(|m| json!({"name": m.name, "digest": m.digest, "dirty": m.dirty})).collect::<Vec<_>>(),
+            })),
             "members": m.members,
             "components": components.iter().map(|(name, entry, world, warnings)| json!({
                 "name": name,
@@ -83,11 +104,23 @@ pub fn run(args: InspectArgs) -> Result<u8> {
         println!("          {d}");
     }
     println!("digest    sha256:{}", report.digest);
-    if signers.is_empty() {
+    println!("archive   sha256:{}", report.archive_digest);
+    if report.signatures.is_empty() {
         println!("signer    none (unsigned)");
     }
-    for s in &signers {
-        println!("signer    key {s} (claimed; `wasmzip verify --trust` checks it)");
+    for s in &report.signatures {
+        let state = if s.verified { "signature holds for the key it carries; `wasmzip verify --trust` decides trust" } else { "claimed; `wasmzip verify --trust` checks it" };
+        println!("signer    key {} ({state})", s.key);
+    }
+    match &report.sbom {
+        Some(sbom) => println!("sbom      {} bytes (`wasmzip inspect --sbom` prints it)", sbom.len()),
+        None => println!("sbom      none"),
+    }
+    if let Some(p) = &report.provenance {
+        println!("provenance builder {}", p.builder_id);
+        for mat in &p.materials {
+            println!("  material {} {}{}", mat.name, mat.digest, if mat.dirty { " (dirty work tree)" } else { "" });
+        }
     }
     println!("members");
     for pin in &m.members {

@@ -11,5 +11,7 @@ pub mod pack;
 pub mod remove;
 pub mod rollback;
 pub mod run;
+pub mod sbom;
 pub mod serve;
+pub mod sign;
 pub mod verify;

@@ -11,7 +11,7 @@ use wasmzip_runtime::{CacheOutcome, CommandOutcome, HostResources, OperatorGrant
 
 use crate::commands::bare::{Input, sniff};
 use crate::exit;
-use crate::options::{CacheOptions, GrantOptions, KeystoreOptions, LimitOptions, NnOptions, TrustOptions};
+use crate::options::{CacheOptions, GrantOptions, KeystoreOptions, LimitOptions, NnOptions, PolicyOptions, TrustOptions};
 
 /// Run a package's command component, or a bare .wasm for development.
 #[derive(Debug, Args)]
@@ -23,6 +23,8 @@ pub struct RunArgs {
     pub component: Option<String>,
     #[command(flatten)]
     pub trust: TrustOptions,
+    #[command(flatten)]
+    pub policy: PolicyOptions,
     #[command(flatten)]
     pub grants: GrantOptions,
     #[command(flatten)]
@@ -48,6 +50,9 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         Input::Wasm => {
             if args.component.is_some() {
                 bail!("--component applies to packages only");
+            }
+            if args.policy.policy.is_some() {
+                bail!("{} is a bare .wasm, which a deploy policy cannot admit (it has no signature and no SBOM): pack it", args.program.display());
             }
             let bytes = std::fs::read(&args.program).with_context(|| format!("cannot read {}", args.program.display()))?;
             (VerifiedComponent::unpackaged(&args.program, bytes), false)
@@ -84,13 +89,20 @@ pub async fn run(args: RunArgs) -> Result<u8> {
 /// Verifies the package and picks the component to run: the one named, or its only `cli` one. Also
 /// says whether verifying wrote the package's resources into the cache.
 fn package_component(args: &RunArgs, cache_root: &Path) -> Result<(VerifiedComponent, bool)> {
-    let policy = args.trust.policy()?;
+    let gate = args.policy.gate()?;
+    let policy = args.policy.trust(args.trust.policy()?, gate.as_ref());
     let root = cache_root.join("packages");
     let package = wasmzip_package::verify_package(&args.program, &policy, ResourceSink::Extract { root: &root })?;
     let component = match &args.component {
         Some(n) => package.component(&Name::parse(n).map_err(anyhow::Error::msg)?)?,
         None => package.only_component(World::Cli).context("choose one with --component")?,
     };
+    if let Some(gate) = &gate {
+        // `run` has nothing deployed before it, so no downgrade rule applies.
+        let effective = wasmzip_package::effective_grants(component.requested(), &args.grants.grant, args.grants.grant_requested);
+        let deployment = wasmzip_policy::Deployment { grants: &[(component.name().to_string(), effective)], deployed_version: None, allow_downgrade: false };
+        gate.admit(&package, &deployment)?;
+    }
     Ok((component, package.wrote_resources()))
 }
 

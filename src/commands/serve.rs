@@ -13,7 +13,7 @@ use wasmzip_server::function::OperatorLimits;
 use wasmzip_server::reuse::OperatorReuse;
 
 use crate::commands::bare::{Input, pack_http, sniff};
-use crate::options::{CacheOptions, GrantOptions, KeystoreOptions, LimitOptions, NnOptions, TrustOptions};
+use crate::options::{CacheOptions, GrantOptions, KeystoreOptions, LimitOptions, NnOptions, PolicyOptions, TrustOptions};
 
 /// Serve `http` packages: WASI 0.2 handlers with a fresh instance per request, WASI 0.3 handlers
 /// with instances reused within limits; an admin API, metrics, graceful shutdown.
@@ -38,6 +38,8 @@ pub struct ServeArgs {
     pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub trust: TrustOptions,
+    #[command(flatten)]
+    pub policy: PolicyOptions,
     #[command(flatten)]
     pub grants: GrantOptions,
     #[command(flatten)]
@@ -153,6 +155,7 @@ pub async fn run(args: ServeArgs) -> Result<u8> {
             }
         }
     }
+    let gate = args.policy.gate()?.map(std::sync::Arc::new);
     let config = ServeConfig {
         listen: args.listen,
         admin_listen: args.admin_listen,
@@ -160,7 +163,8 @@ pub async fn run(args: ServeArgs) -> Result<u8> {
         data_dir: data_dir(args.data_dir)?,
         cache_dir: args.cache.root()?,
         cache_max_bytes: args.cache.max_size(),
-        trust: args.trust.policy()?,
+        trust: args.policy.trust(args.trust.policy()?, gate.as_deref()),
+        gate,
         packages,
         grants: args.grants.grant,
         grant_requested: args.grants.grant_requested,

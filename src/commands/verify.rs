@@ -1,18 +1,21 @@
-//! `wasmzip verify`: check a package's structure, digests, signature and signer.
+//! `wasmzip verify`: check a package's structure, digests, signatures and signers.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use wasmzip_package::{ResourceSink, Signer};
+use wasmzip_package::{ResourceSink, Signer, VerifiedPackage};
 
+use crate::exit;
 use crate::options::TrustOptions;
 
-/// Verify a package against trusted keys, reading every member once.
+/// Verify packages against trusted keys, reading every member once. With several packages, each is
+/// reported on its own, and the command fails if any fails.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The package.
-    pub package: PathBuf,
+    /// The packages.
+    #[arg(required = true)]
+    pub packages: Vec<PathBuf>,
     #[command(flatten)]
     pub trust: TrustOptions,
 }
@@ -20,16 +23,56 @@ pub struct VerifyArgs {
 /// Runs the command.
 pub fn run(args: VerifyArgs) -> Result<u8> {
     let policy = args.trust.policy()?;
-    let package = wasmzip_package::verify_package(&args.package, &policy, ResourceSink::Discard)?;
+    if let [one] = args.packages.as_slice() {
+        let package = wasmzip_package::verify_package(one, &policy, ResourceSink::Discard)?;
+        report(one, &package);
+        return Ok(0);
+    }
+    let mut failed = 0;
+    for path in &args.packages {
+        match wasmzip_package::verify_package(path, &policy, ResourceSink::Discard) {
+            Ok(package) => report(path, &package),
+            Err(e) => {
+                failed += 1;
+                eprintln!("wasmzip: error: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("wasmzip: error: {failed} of {} packages failed to verify", args.packages.len());
+        return Ok(exit::REFUSED);
+    }
+    Ok(0)
+}
+
+fn report(path: &std::path::Path, package: &VerifiedPackage) {
     let manifest = package.manifest();
     let signer = match package.signer() {
-        Signer::Key(id) => format!("signed by trusted key {id}"),
+        Signer::Key(id) => match package.signatures().len() {
+            1 => format!("signed by trusted key {id}"),
+            n => format!("signed by trusted key {id} and {} more", n - 1),
+        },
         Signer::Unsigned => {
-            eprintln!("wasmzip: warning: {} is not signed", args.package.display());
+            eprintln!("wasmzip: warning: {} is not signed", path.display());
             "unsigned".to_string()
         }
     };
-    println!("verified {} {}: {} pinned members, {signer}", manifest.name, manifest.version, manifest.members.len());
+    println!("verified {} {} ({}): schema {}, {} pinned members, {signer}", manifest.name, manifest.version, path.display(), manifest.schema, manifest.members.len());
+    for s in package.signatures() {
+        let state = match (s.verified, s.trusted) {
+            (true, true) => "valid, trusted",
+            (true, false) => "valid, key not trusted",
+            (false, _) => "not checked: schema 1 and the key is not trusted",
+        };
+        println!("signature key {} ({state})", s.key);
+    }
+    if let Some(p) = package.provenance() {
+        println!("provenance builder {}", p.builder_id);
+        for m in &p.materials {
+            println!("provenance material {} {}{}", m.name, m.digest, if m.dirty { " (dirty work tree)" } else { "" });
+        }
+    }
+    println!("sbom {}", if package.sbom().is_some() { "present" } else { "none" });
     println!("digest sha256:{}", package.digest());
-    Ok(0)
+    println!("archive sha256:{}", package.archive_digest());
 }

@@ -10,6 +10,7 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 
 use flate2::write::DeflateEncoder;
 use flate2::{Decompress, FlushDecompress, Status};
+use sha2::{Digest as _, Sha256};
 
 /// Default maximum number of members in an archive.
 pub const MAX_MEMBERS: usize = 10_000;
@@ -130,6 +131,26 @@ pub struct Entry {
     /// CRC-32 of the decompressed bytes.
     pub crc32: u32,
     data_offset: u64,
+    fields: HeaderFields,
+}
+
+/// The header fields a lenient (schema 1) read ignores or compares only with each other; format 2
+/// allows each one value ([`ArchiveReader::check_canonical`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct HeaderFields {
+    made_by: u16,
+    version_needed: u16,
+    flags: u16,
+    time: u16,
+    date: u16,
+    extra_len: u16,
+    internal: u16,
+    external: u32,
+    local_offset: u64,
+    local_version_needed: u16,
+    local_time: u16,
+    local_date: u16,
+    local_extra_len: u16,
 }
 
 /// Everything that can go wrong reading or writing an archive.
@@ -326,6 +347,11 @@ impl<R: Read + Seek> ArchiveReader<R> {
         })
     }
 
+    /// The underlying reader.
+    pub fn get_ref(&self) -> &R {
+        &self.reader
+    }
+
     /// The members, in central-directory order.
     pub fn entries(&self) -> &[Entry] {
         &self.entries
@@ -340,6 +366,18 @@ impl<R: Read + Seek> ArchiveReader<R> {
     /// CRC-32 and the compression ratio as it goes (stops as soon as more bytes than `size`
     /// appear). Returns bytes written. On error, whatever reached `sink` must be discarded.
     pub fn read_entry(&mut self, index: usize, sink: &mut dyn Write) -> Result<u64, ArchiveError> {
+        self.read_entry_with(index, sink, None)
+    }
+
+    /// As [`read_entry`](Self::read_entry), and also returns the SHA-256 of the member's bytes as
+    /// stored (compressed, for a deflated member): what format 2 pins.
+    pub fn read_entry_digesting(&mut self, index: usize, sink: &mut dyn Write) -> Result<(u64, [u8; 32]), ArchiveError> {
+        let mut hasher = Sha256::new();
+        let written = self.read_entry_with(index, sink, Some(&mut hasher))?;
+        Ok((written, hasher.finalize().into()))
+    }
+
+    fn read_entry_with(&mut self, index: usize, sink: &mut dyn Write, stored: Option<&mut Sha256>) -> Result<u64, ArchiveError> {
         let entry = self
             .entries
             .get(index)
@@ -360,7 +398,7 @@ impl<R: Read + Seek> ArchiveReader<R> {
         self.reader
             .seek(SeekFrom::Start(entry.data_offset))
             .map_err(|e| io_err(format!("seeking to member `{}`", shown(name)), e))?;
-        let mut data = (&mut self.reader).take(entry.compressed_size);
+        let mut data = Digesting { inner: &mut self.reader, hasher: stored }.take(entry.compressed_size);
         let mut hasher = crc32fast::Hasher::new();
         let written = match entry.compression {
             Compression::Stored => copy_stored(&entry, &mut data, &mut hasher, sink)?,
@@ -398,6 +436,78 @@ impl<R: Read + Seek> ArchiveReader<R> {
         let mut out = Vec::with_capacity(capacity);
         self.read_entry(index, &mut out)?;
         Ok(out)
+    }
+
+    /// Copies entry `index`'s bytes exactly as stored (still compressed) into `sink`: for rewriting
+    /// an archive without re-encoding it ([`ArchiveWriter::add_raw`]). Checks nothing but the length.
+    pub fn copy_raw(&mut self, index: usize, sink: &mut dyn Write) -> Result<u64, ArchiveError> {
+        let entry = self.entries.get(index).cloned().ok_or_else(|| malformed(format!("no member at index {index}")))?;
+        let context = || format!("copying member `{}`", shown(&entry.name));
+        self.reader.seek(SeekFrom::Start(entry.data_offset)).map_err(|e| io_err(context(), e))?;
+        let copied = io::copy(&mut (&mut self.reader).take(entry.compressed_size), sink).map_err(|e| io_err(context(), e))?;
+        if copied != entry.compressed_size {
+            return Err(member_err(&entry.name, "member data is truncated"));
+        }
+        Ok(copied)
+    }
+
+    /// Format 2: the archive is exactly what [`ArchiveWriter`] writes for `expected` (member names in
+    /// order, and how each is stored). Every header field has its one allowed value, the central
+    /// directory lists the members in archive order, and no local header carries an extra field, so
+    /// that no byte of a structurally valid archive can change while it still reads the same.
+    pub fn check_canonical(&self, expected: &[(&str, Compression)]) -> Result<(), ArchiveError> {
+        if self.entries.len() != expected.len() {
+            return Err(malformed(format!("holds {} members, but format 2 requires exactly {}", self.entries.len(), expected.len())));
+        }
+        let mut previous_offset = None;
+        for (i, (entry, &(name, compression))) in self.entries.iter().zip(expected).enumerate() {
+            if entry.name != name {
+                return Err(member_err(&entry.name, format!("is member {} of the central directory, where format 2 puts `{}`", i + 1, shown(name))));
+            }
+            if entry.compression != compression {
+                let how = |c: Compression| if c == Compression::Stored { "stored" } else { "deflated" };
+                return Err(member_err(name, format!("is {}, and format 2 requires it {}", how(entry.compression), how(compression))));
+            }
+            let f = entry.fields;
+            let fields: [(&str, u32, u32); 12] = [
+                ("central directory version made by", f.made_by.into(), VERSION_MADE_BY.into()),
+                ("central directory version needed", f.version_needed.into(), VERSION_NEEDED.into()),
+                ("central directory flags", f.flags.into(), FLAG_UTF8.into()),
+                ("central directory time", f.time.into(), DOS_TIME.into()),
+                ("central directory date", f.date.into(), DOS_DATE.into()),
+                ("central directory extra field length", f.extra_len.into(), 0),
+                ("central directory internal attributes", f.internal.into(), 0),
+                ("central directory external attributes", f.external, FILE_MODE << 16),
+                ("local header version needed", f.local_version_needed.into(), VERSION_NEEDED.into()),
+                ("local header time", f.local_time.into(), DOS_TIME.into()),
+                ("local header date", f.local_date.into(), DOS_DATE.into()),
+                ("local header extra field length", f.local_extra_len.into(), 0),
+            ];
+            if let Some((field, value, allowed)) = fields.into_iter().find(|(_, value, allowed)| value != allowed) {
+                return Err(member_err(name, format!("{field} is {value:#x}, and format 2 allows only {allowed:#x}")));
+            }
+            if previous_offset.is_some_and(|p| f.local_offset < p) {
+                return Err(member_err(name, "comes earlier in the archive than the member the central directory lists before it; format 2 keeps them in one order"));
+            }
+            previous_offset = Some(f.local_offset);
+        }
+        Ok(())
+    }
+}
+
+/// A reader that also hashes what it reads, when asked to.
+struct Digesting<'a, R> {
+    inner: R,
+    hasher: Option<&'a mut Sha256>,
+}
+
+impl<R: Read> Read for Digesting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(hasher) = self.hasher.as_deref_mut() {
+            hasher.update(&buf[..n]);
+        }
+        Ok(n)
     }
 }
 
@@ -589,6 +699,8 @@ fn parse_central_entry(
     h: &[u8; CENTRAL_LEN],
     name: String,
 ) -> Result<(Entry, Placement), ArchiveError> {
+    let made_by = le_u16(h, 4);
+    let version_needed = le_u16(h, 6);
     let flags = le_u16(h, 8);
     let method = le_u16(h, 10);
     let crc32 = le_u32(h, 16);
@@ -651,6 +763,18 @@ fn parse_central_entry(
         size: u64::from(size),
         crc32,
         data_offset: 0,
+        fields: HeaderFields {
+            made_by,
+            version_needed,
+            flags,
+            time: le_u16(h, 12),
+            date: le_u16(h, 14),
+            extra_len: le_u16(h, 30),
+            internal: le_u16(h, 36),
+            external,
+            local_offset: u64::from(offset),
+            ..HeaderFields::default()
+        },
     };
     let placement = Placement {
         offset: u64::from(offset),
@@ -686,7 +810,7 @@ fn check_local_headers(
             let other = previous.map_or_else(String::new, |p| shown(&entries[p].name));
             return Err(member_err(name, format!("overlaps member `{other}`")));
         }
-        let data_offset = check_local_header(reader, entry, placement)?;
+        let (data_offset, local) = check_local_header(reader, entry, placement)?;
         let data_end = data_offset + entry.compressed_size;
         if data_end > cd_offset {
             return Err(member_err(
@@ -695,6 +819,8 @@ fn check_local_headers(
             ));
         }
         entries[i].data_offset = data_offset;
+        let fields = &mut entries[i].fields;
+        (fields.local_version_needed, fields.local_time, fields.local_date, fields.local_extra_len) = local;
         expected = data_end;
         previous = Some(i);
     }
@@ -711,12 +837,13 @@ fn check_local_headers(
     Ok(())
 }
 
-/// Reads the local header at `offset`, compares it with `entry` and returns its data offset.
+/// Reads the local header at `offset`, compares it with `entry` and returns its data offset and its
+/// version needed, time, date and extra field length (which only format 2 checks).
 fn check_local_header(
     reader: &mut (impl Read + Seek),
     entry: &Entry,
     placement: Placement,
-) -> Result<u64, ArchiveError> {
+) -> Result<(u64, (u16, u16, u16, u16)), ArchiveError> {
     let offset = placement.offset;
     let name = entry.name.as_str();
     let context = || format!("reading the local header of member `{}`", shown(name));
@@ -760,7 +887,8 @@ fn check_local_header(
     if local_name != name.as_bytes() {
         return disagree("name");
     }
-    Ok(offset + LOCAL_LEN as u64 + u64::from(name_len) + u64::from(extra_len))
+    let data_offset = offset + LOCAL_LEN as u64 + u64::from(name_len) + u64::from(extra_len);
+    Ok((data_offset, (le_u16(&h, 4), le_u16(&h, 10), le_u16(&h, 12), extra_len)))
 }
 
 /// Copies a stored member's `size` bytes to `sink`.
@@ -961,6 +1089,64 @@ impl<W: Write + Seek> ArchiveWriter<W> {
         Ok(())
     }
 
+    /// Appends a member whose bytes are already encoded as `compression` says: `raw` yields exactly
+    /// `raw_size` bytes, which decode to `size` bytes with CRC-32 `crc32` (as [`deflate`] or
+    /// [`ArchiveReader::copy_raw`] give them). The bytes are copied as they are, so a member moves
+    /// between archives without being re-encoded.
+    pub fn add_raw(
+        &mut self,
+        name: &str,
+        compression: Compression,
+        crc32: u32,
+        size: u64,
+        raw: &mut dyn Read,
+        raw_size: u64,
+    ) -> Result<(), ArchiveError> {
+        self.check_usable()?;
+        check_member_name(name)?;
+        let folded = name.to_ascii_lowercase();
+        if self.names.contains_key(&folded) {
+            return Err(member_err(name, "duplicate member name"));
+        }
+        if self.members.len() >= MAX_WRITABLE_MEMBERS {
+            return Err(ArchiveError::Limit(format!("more than {MAX_WRITABLE_MEMBERS} members need ZIP64, which is not supported")));
+        }
+        if compression == Compression::Stored && raw_size != size {
+            return Err(member_err(name, format!("stored bytes ({raw_size}) differ from its size ({size})")));
+        }
+        let offset = u32::try_from(self.position).ok().filter(|&o| o != ZIP64_U32).ok_or_else(too_big)?;
+        let data_start = self.position + (LOCAL_LEN + name.len()) as u64;
+        let end = data_start.checked_add(raw_size).filter(|&e| e < u64::from(ZIP64_U32)).ok_or_else(too_big)?;
+        let size = u32::try_from(size).ok().filter(|&s| s != ZIP64_U32).ok_or_else(too_big)?;
+        // Below `end`, checked above.
+        let compressed_size = raw_size as u32;
+        let context = || format!("writing member `{}`", shown(name));
+        let mut header = Vec::with_capacity(LOCAL_LEN + name.len());
+        put_u32(&mut header, LOCAL_SIG);
+        put_u16(&mut header, VERSION_NEEDED);
+        put_u16(&mut header, FLAG_UTF8);
+        put_u16(&mut header, compression.method());
+        put_u16(&mut header, DOS_TIME);
+        put_u16(&mut header, DOS_DATE);
+        put_u32(&mut header, crc32);
+        put_u32(&mut header, compressed_size);
+        put_u32(&mut header, size);
+        put_u16(&mut header, name_len_u16(name));
+        put_u16(&mut header, 0); // extra field length
+        header.extend_from_slice(name.as_bytes());
+        self.poisoned = true;
+        self.out.write_all(&header).map_err(|e| io_err(context(), e))?;
+        let copied = io::copy(&mut raw.take(raw_size), &mut self.out).map_err(|e| io_err(context(), e))?;
+        if copied != raw_size {
+            return Err(member_err(name, format!("ended after {copied} of its {raw_size} bytes")));
+        }
+        self.poisoned = false;
+        self.position = end;
+        self.names.insert(folded, name.to_owned());
+        self.members.push(WrittenMember { name: name.to_owned(), method: compression.method(), crc32, compressed_size, size, offset });
+        Ok(())
+    }
+
     /// Writes the central directory and end record; returns the inner writer.
     pub fn finish(mut self) -> Result<W, ArchiveError> {
         self.check_usable()?;
@@ -1098,6 +1284,26 @@ impl<W: Write + Seek> ArchiveWriter<W> {
             offset,
         })
     }
+}
+
+/// A member's bytes deflated exactly as [`ArchiveWriter::add`] would deflate them, with the CRC-32
+/// and size of the input: what [`ArchiveWriter::add_raw`] takes.
+#[derive(Debug, Clone)]
+pub struct Deflated {
+    /// The raw DEFLATE stream.
+    pub bytes: Vec<u8>,
+    /// CRC-32 of the input.
+    pub crc32: u32,
+    /// Size of the input.
+    pub size: u64,
+}
+
+/// Deflates `data` (named `name` in errors) into memory, as the writer would.
+pub fn deflate(name: &str, data: &mut dyn Read) -> Result<Deflated, ArchiveError> {
+    let mut encoder = DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    let (crc32, size) = pump(name, data, &mut encoder, u64::from(ZIP64_U32) - 1)?;
+    let bytes = encoder.finish().map_err(|e| io_err(format!("compressing member `{}`", shown(name)), e))?;
+    Ok(Deflated { bytes, crc32, size })
 }
 
 /// Name length as stored in headers; names are at most `MAX_NAME_LEN` bytes once checked.

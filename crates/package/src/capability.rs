@@ -654,6 +654,15 @@ pub fn resolve(requested: &[Capability], granted: &[Capability]) -> Resolution {
     out
 }
 
+/// What a package's component effectively gets from `granted` (plus everything it requests when
+/// `grant_requested`): the requests some grant covers, in request order.
+pub fn effective_grants(requested: &[Capability], granted: &[Capability], grant_requested: bool) -> Vec<Capability> {
+    if grant_requested {
+        return requested.to_vec();
+    }
+    resolve(requested, granted).effective
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,17 +14,20 @@ mod error;
 mod hashing;
 pub mod manifest;
 mod pack;
+pub mod provenance;
+pub mod sbom;
 pub mod signing;
 mod verify;
 
-pub use capability::{Capability, Resolution, TokenError, resolve};
+pub use capability::{Capability, Resolution, TokenError, effective_grants, resolve};
 pub use component::{ComponentSource, PackagedModel, VerifiedComponent};
 pub use error::PackageError;
 pub use hashing::{sha256_file, sha256_hex};
 pub use manifest::{AuthorManifest, PackageManifest, World};
-pub use pack::{PackSummary, bare_package_name, default_output_name, find_author_manifest, pack, pack_bare};
-pub use signing::{KeyId, PublicKey, SigningKey};
-pub use verify::{PackageReport, ResourceSink, ResourcesHold, Signer, TrustPolicy, VerifiedPackage, inspect_package, verify_package};
+pub use pack::{PackOptions, PackSummary, bare_package_name, default_output_name, find_author_manifest, pack, pack_bare};
+pub use provenance::{BuildFacts, Provenance, SourceRevision};
+pub use signing::{KeyId, PublicKey, SignatureCheck, SigningKey};
+pub use verify::{PackageReport, ResourceSink, ResourcesHold, Signer, TrustPolicy, VerifiedPackage, add_signature, inspect_package, verify_package};
 
 /// Name of the manifest member.
 pub const MANIFEST_MEMBER: &str = "manifest.json";

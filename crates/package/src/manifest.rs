@@ -11,12 +11,18 @@ use serde::{Deserialize, Serialize};
 use crate::capability::{Capability, GuestDir};
 use crate::error::PackageError;
 
-/// The newest schema version of `manifest.json`: this crate reads it and every earlier one, and
-/// writes the oldest that holds what a manifest says (so packages that need nothing new stay
-/// readable by older wasmzip). Schema 2 adds `reuse`.
+/// The schema version of `manifest.json` that `pack` writes: package format 2, in which no byte of
+/// the archive may change (every member pinned as stored, one allowed value for every header field),
+/// with an SBOM and provenance as pinned members and a component's `reuse`. This crate reads it and
+/// schema 1.
 pub const MANIFEST_SCHEMA: u32 = 2;
-/// The schema of manifests that use nothing schema 2 added.
+/// The schema of format-1 packages, which are still read (leniently, as they were written).
 pub const MANIFEST_SCHEMA_V1: u32 = 1;
+/// The pinned member that holds a format-2 package's CycloneDX SBOM.
+pub const SBOM_MEMBER: &str = "sbom.cdx.json";
+/// The pinned member that holds a format-2 package's provenance: an in-toto statement in a DSSE
+/// envelope.
+pub const PROVENANCE_MEMBER: &str = "provenance.dsse.json";
 /// The guest directory where a package's resources are always visible, read-only.
 pub const RESOURCES_GUEST_DIR: &str = "/pkg";
 /// Longest package or component name.
@@ -32,12 +38,19 @@ pub enum World {
     Http,
 }
 
+impl World {
+    /// Its name in manifests: `cli` or `http`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            World::Cli => "cli",
+            World::Http => "http",
+        }
+    }
+}
+
 impl fmt::Display for World {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            World::Cli => f.write_str("cli"),
-            World::Http => f.write_str("http"),
-        }
+        f.write_str(self.as_str())
     }
 }
 
@@ -86,9 +99,18 @@ pub enum ModelEncoding {
     Onnx,
 }
 
+impl ModelEncoding {
+    /// Its name in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelEncoding::Onnx => "onnx",
+        }
+    }
+}
+
 impl fmt::Display for ModelEncoding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("onnx")
+        f.write_str(self.as_str())
     }
 }
 
@@ -282,6 +304,17 @@ pub struct AuthorManifest {
     /// `[models.NAME]`: models guests load by name through wasi-nn.
     #[serde(default)]
     pub models: BTreeMap<Name, AuthorModel>,
+    /// `[sbom]`: an SBOM the author supplies instead of the one `pack` writes.
+    #[serde(default)]
+    pub sbom: Option<AuthorSbom>,
+}
+
+/// `[sbom]` in `wasmzip.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorSbom {
+    /// A CycloneDX JSON file (relative to the manifest), validated and embedded as the package's SBOM.
+    pub file: PathBuf,
 }
 
 /// `[models.NAME]` in `wasmzip.toml`: a model file shipped as a resource.
@@ -655,12 +688,38 @@ pub struct MemberPin {
     pub size: u64,
     /// Lower-case hex SHA-256 of the uncompressed bytes.
     pub sha256: String,
+    /// Schema 2: the member is deflated, and these are the size and SHA-256 of its bytes exactly as
+    /// stored. Absent in schema 2 means it is stored uncompressed (so `size` and `sha256` already pin
+    /// its stored bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deflated: Option<StoredPin>,
+}
+
+/// The size and SHA-256 of a member's bytes as they are stored in the archive (compressed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredPin {
+    /// Size of the stored (compressed) bytes.
+    pub size: u64,
+    /// Lower-case hex SHA-256 of the stored (compressed) bytes.
+    pub sha256: String,
 }
 
 impl PackageManifest {
-    /// The oldest schema that holds what this manifest says.
-    pub fn needed_schema(&self) -> u32 {
-        if self.components.values().any(|c| c.reuse.is_some()) { MANIFEST_SCHEMA } else { MANIFEST_SCHEMA_V1 }
+    /// Whether this is a format-2 package (schema 2 or later): strict archive, members pinned as
+    /// stored.
+    pub fn is_format_2(&self) -> bool {
+        self.schema >= MANIFEST_SCHEMA
+    }
+
+    /// The pin of the package's SBOM, when it carries one.
+    pub fn sbom_pin(&self) -> Option<&MemberPin> {
+        self.members.iter().find(|p| p.name == SBOM_MEMBER)
+    }
+
+    /// The pin of the package's provenance envelope, when it carries one.
+    pub fn provenance_pin(&self) -> Option<&MemberPin> {
+        self.members.iter().find(|p| p.name == PROVENANCE_MEMBER)
     }
 
     /// The canonical bytes of the manifest: pretty JSON with a trailing newline, fields in fixed order.
@@ -709,13 +768,27 @@ impl PackageManifest {
             }
         }
         let mut names = std::collections::BTreeSet::new();
+        let is_hex = |h: &str| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         for pin in &manifest.members {
-            if pin.sha256.len() != 64 || !pin.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            if !is_hex(&pin.sha256) {
                 return Err(bad(format!("member `{}`: sha256 must be 64 lower-case hex digits", pin.name)));
             }
+            match &pin.deflated {
+                Some(_) if !manifest.is_format_2() => {
+                    return Err(bad(format!("member `{}`: `deflated` needs schema {MANIFEST_SCHEMA}, and this manifest is schema {}", pin.name, manifest.schema)));
+                }
+                Some(stored) if !is_hex(&stored.sha256) => {
+                    return Err(bad(format!("member `{}`: deflated.sha256 must be 64 lower-case hex digits", pin.name)));
+                }
+                _ => {}
+            }
             let is_component = pin.name.starts_with("components/") && manifest.components.values().any(|c| c.member == pin.name);
-            if !is_component && !pin.name.starts_with("resources/") {
-                return Err(bad(format!("member `{}`: pinned members are components/NAME.wasm of a listed component, or under resources/", pin.name)));
+            let is_meta = pin.name == SBOM_MEMBER || pin.name == PROVENANCE_MEMBER;
+            if is_meta && !manifest.is_format_2() {
+                return Err(bad(format!("member `{}` needs schema {MANIFEST_SCHEMA}, and this manifest is schema {}", pin.name, manifest.schema)));
+            }
+            if !is_component && !is_meta && !pin.name.starts_with("resources/") {
+                return Err(bad(format!("member `{}`: pinned members are components/NAME.wasm of a listed component, {SBOM_MEMBER}, {PROVENANCE_MEMBER}, or under resources/", pin.name)));
             }
             if !names.insert(pin.name.as_str()) {
                 return Err(bad(format!("member `{}` is pinned twice", pin.name)));
@@ -843,7 +916,7 @@ limits = { memory = "64MiB", timeout = "5s" }
         let ok = with_schema(2, &http(r#"{"enabled":true,"max_requests":4}"#));
         let m = PackageManifest::from_bytes(&ok).unwrap();
         assert_eq!(m.components.values().next().unwrap().reuse, Some(Reuse { enabled: true, max_requests: Some(4), max_concurrent: None, idle_timeout_ms: None }));
-        assert_eq!(m.needed_schema(), 2);
+        assert!(m.is_format_2());
         let err = PackageManifest::from_bytes(&with_schema(1, &http(r#"{"enabled":false}"#))).unwrap_err().to_string();
         assert!(err.contains("`reuse` needs schema 2"), "{err}");
         for (reuse, expected) in [(r#"{"enabled":true,"max_requests":0}"#, "greater than zero"), (r#"{"enabled":false,"max_concurrent":2}"#, "no effect"), (r#"{"enabled":true,"max":1}"#, "unknown field")] {
@@ -853,8 +926,31 @@ limits = { memory = "64MiB", timeout = "5s" }
         let cli = COMPONENT_A.replace(r#""limits":{}"#, r#""limits":{},"reuse":{"enabled":false}"#);
         let err = PackageManifest::from_bytes(&with_schema(2, &cli)).unwrap_err().to_string();
         assert!(err.contains("apply to `http` components"), "{err}");
-        // Without reuse, the oldest schema that holds it.
-        assert_eq!(PackageManifest::from_bytes(&with_schema(2, &http("null").replace(r#","reuse":null"#, ""))).unwrap().needed_schema(), 1);
+    }
+
+    #[test]
+    fn deflated_pins_and_meta_members_need_schema_2() {
+        let with = |schema: u32, pins: &str| {
+            let json = String::from_utf8(manifest_json(&format!("{{{COMPONENT_A}}}"), pins)).unwrap();
+            json.replace(r#""schema":1"#, &format!(r#""schema":{schema}"#)).into_bytes()
+        };
+        let hex = "a".repeat(64);
+        let deflated = PIN_A.replace(r#""sha256":"#, &format!(r#""deflated":{{"size":3,"sha256":"{hex}"}},"sha256":"#));
+        let m = PackageManifest::from_bytes(&with(2, &format!("[{deflated}]"))).unwrap();
+        assert_eq!(m.members[0].deflated, Some(StoredPin { size: 3, sha256: hex.clone() }));
+        let err = PackageManifest::from_bytes(&with(1, &format!("[{deflated}]"))).unwrap_err().to_string();
+        assert!(err.contains("`deflated` needs schema 2"), "{err}");
+        let upper = deflated.replace(&hex, &"A".repeat(64));
+        let err = PackageManifest::from_bytes(&with(2, &format!("[{upper}]"))).unwrap_err().to_string();
+        assert!(err.contains("deflated.sha256 must be 64 lower-case hex digits"), "{err}");
+        let sbom = format!(r#"{{"name":"{SBOM_MEMBER}","size":2,"sha256":"{hex}"}}"#);
+        let m = PackageManifest::from_bytes(&with(2, &format!("[{sbom},{PIN_A}]"))).unwrap();
+        assert_eq!(m.sbom_pin().map(|p| p.size), Some(2));
+        let err = PackageManifest::from_bytes(&with(1, &format!("[{sbom},{PIN_A}]"))).unwrap_err().to_string();
+        assert!(err.contains("sbom.cdx.json` needs schema 2"), "{err}");
+        let other = format!(r#"{{"name":"meta/other.json","size":2,"sha256":"{hex}"}}"#);
+        let err = PackageManifest::from_bytes(&with(2, &format!("[{other},{PIN_A}]"))).unwrap_err().to_string();
+        assert!(err.contains("pinned members are"), "{err}");
     }
 
     #[test]

@@ -2,14 +2,15 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::path::{Component as PathComponent, Path, PathBuf};
 
 use crate::archive::{self, ArchiveWriter, Compression};
 use crate::error::PackageError;
-use crate::hashing::{HashingReader, sha256_file};
+use crate::hashing::{HashingReader, sha256_file, sha256_hex};
 use crate::capability::Capability;
-use crate::manifest::{AuthorComponent, AuthorManifest, AuthorPackage, ComponentEntry, Limits, MANIFEST_SCHEMA, MemberPin, ModelEntry, Name, PackageManifest, RoutePrefix, World};
+use crate::manifest::{AuthorComponent, AuthorManifest, AuthorPackage, ComponentEntry, Limits, MANIFEST_SCHEMA, MemberPin, ModelEntry, Name, PROVENANCE_MEMBER, PackageManifest, RoutePrefix, SBOM_MEMBER, StoredPin, World};
+use crate::provenance::BuildFacts;
 use crate::signing::SigningKey;
 use crate::{MANIFEST_MEMBER, MAX_COMPONENT_SIZE, SIGNATURE_MEMBER, STORE_UNCOMPRESSED_FROM};
 
@@ -36,19 +37,53 @@ pub fn default_output_name(manifest: &AuthorManifest) -> String {
     format!("{}-{}.wasmzip", manifest.package.name, manifest.package.version)
 }
 
-struct Input {
-    member: String,
-    path: PathBuf,
-    compression: Compression,
-    pin: MemberPin,
+/// How to pack: signing, where to write, and what to record beyond the author's manifest.
+#[derive(Debug, Default)]
+pub struct PackOptions<'a> {
+    /// The key to sign with; `None` packs unsigned.
+    pub key: Option<&'a SigningKey>,
+    /// The output file (default: `NAME-VERSION.wasmzip` in the current directory).
+    pub output: Option<&'a Path>,
+    /// A `Cargo.lock` whose packages the SBOM lists for components that carry no dependency section.
+    pub sbom_from: Option<&'a Path>,
+    /// Record provenance (needs `key`): how the components were built.
+    pub provenance: Option<BuildFacts>,
 }
 
-/// Packs the package described by `manifest_path` into `output` (written atomically), signed with `key`
-/// when one is given. The same inputs always give byte-identical output.
-pub fn pack(manifest_path: &Path, key: Option<&SigningKey>, output: Option<&Path>) -> Result<PackSummary, PackageError> {
+/// A member's bytes as they will be stored.
+enum Body {
+    /// Deflated in memory, with the CRC-32 and size of the input.
+    Deflated(archive::Deflated),
+    /// Stored as it is, streamed from the file (checked against its pin as it is copied).
+    File(PathBuf),
+}
+
+struct Input {
+    member: String,
+    pin: MemberPin,
+    body: Body,
+}
+
+impl Input {
+    /// A member deflated from `bytes`, pinned by its content and by its stored bytes.
+    fn deflated(member: String, bytes: &[u8]) -> Result<Self, PackageError> {
+        let deflated = archive::deflate(&member, &mut &bytes[..]).map_err(|error| PackageError::member(&member, error.to_string()))?;
+        let pin = MemberPin {
+            name: member.clone(),
+            size: bytes.len() as u64,
+            sha256: sha256_hex(bytes),
+            deflated: Some(StoredPin { size: deflated.bytes.len() as u64, sha256: sha256_hex(&deflated.bytes) }),
+        };
+        Ok(Input { member, pin, body: Body::Deflated(deflated) })
+    }
+}
+
+/// Packs the package described by `manifest_path` into a file (written atomically), signed when
+/// `options` has a key. The same inputs always give byte-identical output.
+pub fn pack(manifest_path: &Path, options: &PackOptions<'_>) -> Result<PackSummary, PackageError> {
     let author = AuthorManifest::load(manifest_path)?;
     let base = manifest_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    pack_author(&author, manifest_path, base, key, output)
+    pack_author(&author, manifest_path, base, options)
 }
 
 /// The name a bare `.wasm` is packed under: its file stem, lower-cased, with every character a
@@ -79,16 +114,20 @@ pub fn pack_bare(wasm: &Path, world: World, capabilities: &[Capability], output:
         package: AuthorPackage { name: name.clone(), version: semver::Version::new(0, 0, 0), description: None, resources: Vec::new() },
         components: BTreeMap::from([(name, component)]),
         models: BTreeMap::new(),
+        sbom: None,
     };
     crate::manifest::check_capabilities(capabilities).map_err(|message| PackageError::AuthorInput { path: wasm.to_path_buf(), key: "--grant".into(), message })?;
-    pack_author(&author, wasm, Path::new("/"), None, Some(output))
+    pack_author(&author, wasm, Path::new("/"), &PackOptions { output: Some(output), ..PackOptions::default() })
 }
 
 /// Packs `author` (read from `manifest_path`, which errors name; paths relative to `base`).
-fn pack_author(author: &AuthorManifest, manifest_path: &Path, base: &Path, key: Option<&SigningKey>, output: Option<&Path>) -> Result<PackSummary, PackageError> {
+fn pack_author(author: &AuthorManifest, manifest_path: &Path, base: &Path, options: &PackOptions<'_>) -> Result<PackSummary, PackageError> {
     let input_error = |key: String, message: String| PackageError::AuthorInput { path: manifest_path.to_path_buf(), key, message };
+    if options.provenance.is_some() && options.key.is_none() {
+        return Err(input_error("--provenance".into(), "provenance is a signed statement: pack with --key to record it".into()));
+    }
 
-    let mut inputs: Vec<Input> = Vec::new();
+    let mut component_inputs: Vec<(Name, Vec<u8>)> = Vec::new();
     let mut components = BTreeMap::new();
     for (name, component) in &author.components {
         let key = format!("components.{name}.file");
@@ -100,15 +139,9 @@ fn pack_author(author: &AuthorManifest, manifest_path: &Path, base: &Path, key: 
         if meta.len() > MAX_COMPONENT_SIZE {
             return Err(input_error(key, format!("{} is {} bytes; components are limited to {MAX_COMPONENT_SIZE}", path.display(), meta.len())));
         }
-        check_component_header(&path).map_err(|m| input_error(key.clone(), m))?;
+        let bytes = std::fs::read(&path).map_err(|e| input_error(key.clone(), format!("{}: {e}", path.display())))?;
+        check_component_header(&bytes).map_err(|m| input_error(key.clone(), format!("{} {m}", path.display())))?;
         let member = format!("components/{name}.wasm");
-        let (sha256, size) = sha256_file(&path)?;
-        inputs.push(Input {
-            member: member.clone(),
-            path,
-            compression: Compression::Deflated,
-            pin: MemberPin { name: member.clone(), size, sha256 },
-        });
         components.insert(
             name.clone(),
             ComponentEntry {
@@ -127,6 +160,7 @@ fn pack_author(author: &AuthorManifest, manifest_path: &Path, base: &Path, key: 
                 reuse: component.reuse,
             },
         );
+        component_inputs.push((name.clone(), bytes));
     }
 
     let mut resources: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -148,16 +182,40 @@ fn pack_author(author: &AuthorManifest, manifest_path: &Path, base: &Path, key: 
         }
         models.insert(name.clone(), ModelEntry { member, encoding: model.encoding, target: model.target });
     }
+
+    let mut inputs: Vec<Input> = Vec::new();
+    for (name, bytes) in &component_inputs {
+        inputs.push(Input::deflated(format!("components/{name}.wasm"), bytes)?);
+    }
     for (member, path) in resources {
         let (sha256, size) = sha256_file(&path)?;
-        let compression = if size >= STORE_UNCOMPRESSED_FROM { Compression::Stored } else { Compression::Deflated };
-        inputs.push(Input { member: member.clone(), path, compression, pin: MemberPin { name: member, size, sha256 } });
+        if size >= STORE_UNCOMPRESSED_FROM {
+            inputs.push(Input { member: member.clone(), pin: MemberPin { name: member, size, sha256, deflated: None }, body: Body::File(path) });
+        } else {
+            let bytes = std::fs::read(&path).map_err(|e| PackageError::io(&path, "read", e))?;
+            if sha256_hex(&bytes) != sha256 {
+                return Err(PackageError::member(&member, format!("{} changed while it was being packed", path.display())));
+            }
+            inputs.push(Input::deflated(member, &bytes)?);
+        }
     }
+
+    // The SBOM and the provenance describe the members above, so they are made from them, and come
+    // first in the archive.
+    let sbom = make_sbom(author, manifest_path, base, options, &component_inputs, &inputs, &models)?;
+    let mut meta = vec![Input::deflated(SBOM_MEMBER.to_string(), &sbom)?];
+    if let (Some(facts), Some(key)) = (&options.provenance, options.key) {
+        let subjects: Vec<(String, String)> = inputs.iter().filter(|i| i.member.starts_with("components/")).map(|i| (i.member.clone(), i.pin.sha256.clone())).collect();
+        let envelope = crate::provenance::envelope(author.package.name.as_str(), &author.package.version.to_string(), &subjects, facts, key);
+        meta.push(Input::deflated(PROVENANCE_MEMBER.to_string(), &envelope)?);
+    }
+    meta.append(&mut inputs);
+    let inputs = meta;
 
     if inputs.len() + 2 > archive::MAX_MEMBERS {
         return Err(input_error("resources".into(), format!("{} members; a package holds at most {}", inputs.len() + 2, archive::MAX_MEMBERS)));
     }
-    let mut manifest = PackageManifest {
+    let manifest = PackageManifest {
         schema: MANIFEST_SCHEMA,
         name: author.package.name.clone(),
         version: author.package.version.clone(),
@@ -166,21 +224,113 @@ fn pack_author(author: &AuthorManifest, manifest_path: &Path, base: &Path, key: 
         models,
         members: inputs.iter().map(|i| i.pin.clone()).collect(),
     };
-    manifest.schema = manifest.needed_schema();
     let manifest_bytes = manifest.to_bytes();
-    let digest = crate::hashing::sha256_hex(&manifest_bytes);
+    let digest = sha256_hex(&manifest_bytes);
 
-    let output = match output {
+    let output = match options.output {
         Some(p) => p.to_path_buf(),
         None => PathBuf::from(default_output_name(author)),
     };
-    write_archive(&output, &manifest_bytes, key.map(|k| k.sign_manifest(&manifest_bytes)).as_deref(), &inputs)?;
-    Ok(PackSummary { output, manifest, digest, signed: key.is_some() })
+    let signature = options.key.map(|k| k.sign_manifest(&manifest_bytes, true));
+    write_archive(&output, &manifest_bytes, signature.as_deref(), &inputs)?;
+    Ok(PackSummary { output, manifest, digest, signed: options.key.is_some() })
+}
+
+/// The package's SBOM: the author's (`[sbom] file`), validated, or one made from the members.
+fn make_sbom(
+    author: &AuthorManifest,
+    manifest_path: &Path,
+    base: &Path,
+    options: &PackOptions<'_>,
+    components: &[(Name, Vec<u8>)],
+    inputs: &[Input],
+    models: &BTreeMap<Name, ModelEntry>,
+) -> Result<Vec<u8>, PackageError> {
+    let sbom_error = |key: &str, message: String| PackageError::AuthorInput { path: manifest_path.to_path_buf(), key: key.into(), message };
+    if let Some(supplied) = &author.sbom {
+        if options.sbom_from.is_some() {
+            return Err(sbom_error("sbom.file", "an SBOM supplied with `[sbom] file` is embedded as it is; drop --sbom-from".into()));
+        }
+        let path = base.join(&supplied.file);
+        let bytes = std::fs::read(&path).map_err(|e| sbom_error("sbom.file", format!("{}: {e}", path.display())))?;
+        crate::sbom::validate_supplied(&bytes, &path.display().to_string()).map_err(|e| sbom_error("sbom.file", e.to_string()))?;
+        return Ok(bytes);
+    }
+    let pin_of = |member: &str| inputs.iter().find(|i| i.member == member).map(|i| &i.pin).expect("every member has an input");
+    let component_inputs = components
+        .iter()
+        .map(|(name, bytes)| {
+            let member = format!("components/{name}.wasm");
+            (name, member, bytes)
+        })
+        .collect::<Vec<_>>();
+    let model_members: Vec<&str> = models.values().map(|m| m.member.as_str()).collect();
+    let inputs_for_sbom = crate::sbom::SbomInputs {
+        package_name: author.package.name.as_str(),
+        package_version: &author.package.version.to_string(),
+        description: author.package.description.as_deref(),
+        components: component_inputs
+            .iter()
+            .map(|(name, member, bytes)| crate::sbom::ComponentInput {
+                name: name.as_str(),
+                member: member.as_str(),
+                bytes: bytes.as_slice(),
+                sha256: pin_of(member).sha256.as_str(),
+                world: author.components[*name].world.as_str(),
+            })
+            .collect(),
+        resources: inputs
+            .iter()
+            .filter(|i| i.member.starts_with("resources/") && !model_members.contains(&i.member.as_str()))
+            .map(|i| crate::sbom::ResourceInput { member: i.member.as_str(), size: i.pin.size, sha256: i.pin.sha256.as_str() })
+            .collect(),
+        models: models
+            .iter()
+            .map(|(name, m)| crate::sbom::ModelInput { name: name.as_str(), member: m.member.as_str(), encoding: m.encoding.as_str(), sha256: pin_of(&m.member).sha256.as_str() })
+            .collect(),
+        cargo_lock: options.sbom_from,
+    };
+    crate::sbom::generate(&inputs_for_sbom).map_err(|e| sbom_error("--sbom-from", e.to_string()))
 }
 
 /// Writes to a temporary file beside `output` and renames it into place, so a failure leaves nothing
-/// half-written.
+/// half-written. The manifest and the signature are stored as they are; every other member as its
+/// pin says.
 fn write_archive(output: &Path, manifest: &[u8], signature: Option<&[u8]>, inputs: &[Input]) -> Result<(), PackageError> {
+    write_atomically(output, |writer, archive_err| {
+        writer.add(MANIFEST_MEMBER, Compression::Stored, &mut &manifest[..]).map_err(archive_err)?;
+        if let Some(sig) = signature {
+            writer.add(SIGNATURE_MEMBER, Compression::Stored, &mut &sig[..]).map_err(archive_err)?;
+        }
+        for input in inputs {
+            match &input.body {
+                Body::Deflated(d) => {
+                    writer.add_raw(&input.member, Compression::Deflated, d.crc32, d.size, &mut &d.bytes[..], d.bytes.len() as u64).map_err(archive_err)?;
+                }
+                Body::File(path) => {
+                    let file = File::open(path).map_err(|e| PackageError::io(path, "open", e))?;
+                    let mut reader = HashingReader::new(BufReader::with_capacity(1 << 20, file));
+                    writer.add(&input.member, Compression::Stored, &mut reader).map_err(archive_err)?;
+                    let (sha256, size) = reader.finish();
+                    if sha256 != input.pin.sha256 || size != input.pin.size {
+                        return Err(PackageError::member(&input.member, format!("{} changed while it was being packed", path.display())));
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The archive writer `fill` adds members to.
+pub(crate) type Writer = ArchiveWriter<std::io::BufWriter<File>>;
+
+/// Writes an archive to a temporary file beside `output`, syncs it and renames it into place; on any
+/// failure the temporary file is removed and `output` is left as it was.
+pub(crate) fn write_atomically(
+    output: &Path,
+    fill: impl FnOnce(&mut Writer, &dyn Fn(archive::ArchiveError) -> PackageError) -> Result<(), PackageError>,
+) -> Result<(), PackageError> {
     let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let file_name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
@@ -188,19 +338,7 @@ fn write_archive(output: &Path, manifest: &[u8], signature: Option<&[u8]>, input
         let file = File::create(&tmp).map_err(|e| PackageError::io(&tmp, "create", e))?;
         let archive_err = |error| PackageError::Archive { path: output.to_path_buf(), error };
         let mut writer = ArchiveWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
-        writer.add(MANIFEST_MEMBER, Compression::Deflated, &mut &manifest[..]).map_err(archive_err)?;
-        if let Some(sig) = signature {
-            writer.add(SIGNATURE_MEMBER, Compression::Deflated, &mut &sig[..]).map_err(archive_err)?;
-        }
-        for input in inputs {
-            let file = File::open(&input.path).map_err(|e| PackageError::io(&input.path, "open", e))?;
-            let mut reader = HashingReader::new(BufReader::with_capacity(1 << 20, file));
-            writer.add(&input.member, input.compression, &mut reader).map_err(archive_err)?;
-            let (sha256, size) = reader.finish();
-            if sha256 != input.pin.sha256 || size != input.pin.size {
-                return Err(PackageError::member(&input.member, format!("{} changed while it was being packed", input.path.display())));
-            }
-        }
+        fill(&mut writer, &archive_err)?;
         let buffered = writer.finish().map_err(archive_err)?;
         let file = buffered.into_inner().map_err(|e| PackageError::io(&tmp, "write", e.into_error()))?;
         file.sync_all().map_err(|e| PackageError::io(&tmp, "write", e))?;
@@ -212,17 +350,13 @@ fn write_archive(output: &Path, manifest: &[u8], signature: Option<&[u8]>, input
     result
 }
 
-fn check_component_header(path: &Path) -> Result<(), String> {
-    let mut header = [0u8; 8];
-    let mut file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    file.read_exact(&mut header).map_err(|_| format!("{} is not a WebAssembly file", path.display()))?;
-    match header {
-        [0, b'a', b's', b'm', _, _, 1, 0] => Ok(()),
-        [0, b'a', b's', b'm', 1, 0, 0, 0] => Err(format!(
-            "{} is a core WebAssembly module; packages hold components (build for wasm32-wasip2)",
-            path.display()
-        )),
-        _ => Err(format!("{} is not a WebAssembly component", path.display())),
+/// Checks that `bytes` start like a component; the error follows the file's name.
+fn check_component_header(bytes: &[u8]) -> Result<(), String> {
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', _, _, 1, 0]) => Ok(()),
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err("is a core WebAssembly module; packages hold components (build for wasm32-wasip2)".into()),
+        Some(_) => Err("is not a WebAssembly component".into()),
+        None => Err("is not a WebAssembly file".into()),
     }
 }
 

@@ -24,6 +24,24 @@ pub const MAX_SIGNATURES: usize = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId([u8; 32]);
 
+impl KeyId {
+    /// A key id from its 32 bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        KeyId(bytes)
+    }
+
+    /// Parses 64 hex digits.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut id = [0u8; 32];
+        hex::decode_to_slice(text, &mut id).ok().map(|()| KeyId(id))
+    }
+
+    /// The first 16 hex digits, for short listings.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..8])
+    }
+}
+
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&hex::encode(self.0))
@@ -32,6 +50,13 @@ impl fmt::Display for KeyId {
 
 /// An Ed25519 private key used to sign packages.
 pub struct SigningKey(ed25519_dalek::SigningKey);
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the secret: the key id says which key it is.
+        write!(f, "SigningKey({})", self.public_key().id())
+    }
+}
 
 /// An Ed25519 public key trusted to sign packages.
 #[derive(Debug, Clone)]
@@ -85,21 +110,41 @@ impl SigningKey {
         Ok((key_path, pub_path))
     }
 
-    /// Signs `manifest` into a DSSE envelope.
-    pub fn sign_manifest(&self, manifest: &[u8]) -> Vec<u8> {
-        let sig = self.0.sign(&pae(PAYLOAD_TYPE, manifest));
-        let envelope = Envelope {
-            payload_type: PAYLOAD_TYPE.to_string(),
-            payload: BASE64.encode(manifest),
-            signatures: vec![EnvelopeSignature {
-                keyid: self.public_key().id().to_string(),
-                sig: BASE64.encode(sig.to_bytes()),
-            }],
-        };
-        let mut bytes = serde_json::to_vec_pretty(&envelope).expect("an envelope always serialises");
-        bytes.push(b'\n');
-        bytes
+    /// Signs `manifest` into a DSSE envelope of one signature, carrying the public key (as format 2
+    /// requires) when `with_public_key`.
+    pub fn sign_manifest(&self, manifest: &[u8], with_public_key: bool) -> Vec<u8> {
+        envelope_bytes(manifest, &[self.signature(manifest, with_public_key)])
     }
+
+    /// This key's signature over `manifest`, to add to an envelope.
+    pub fn signature(&self, manifest: &[u8], with_public_key: bool) -> EnvelopeSignature {
+        self.sign_payload(PAYLOAD_TYPE, manifest, with_public_key)
+    }
+
+    /// This key's signature over `payload` of `payload_type` (the DSSE PAE of the two).
+    pub fn sign_payload(&self, payload_type: &str, payload: &[u8], with_public_key: bool) -> EnvelopeSignature {
+        let sig = self.0.sign(&pae(payload_type, payload));
+        let public = self.public_key();
+        EnvelopeSignature {
+            keyid: public.id().to_string(),
+            sig: BASE64.encode(sig.to_bytes()),
+            public_key: with_public_key.then(|| BASE64.encode(public.to_der())),
+        }
+    }
+}
+
+/// The canonical bytes of a manifest envelope holding `signatures`, in that order: pretty JSON,
+/// fields in the order `payload`, `payloadType`, `signatures`, and a trailing newline.
+pub fn envelope_bytes(manifest: &[u8], signatures: &[EnvelopeSignature]) -> Vec<u8> {
+    dsse_bytes(PAYLOAD_TYPE, manifest, signatures)
+}
+
+/// The canonical bytes of a DSSE envelope of `payload_type` over `payload`.
+pub(crate) fn dsse_bytes(payload_type: &str, payload: &[u8], signatures: &[EnvelopeSignature]) -> Vec<u8> {
+    let envelope = Envelope { payload: BASE64.encode(payload), payload_type: payload_type.to_string(), signatures: signatures.to_vec() };
+    let mut bytes = serde_json::to_vec_pretty(&envelope).expect("an envelope always serialises");
+    bytes.push(b'\n');
+    bytes
 }
 
 fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
@@ -156,6 +201,18 @@ impl PublicKey {
         self.id
     }
 
+    /// The key as DER SubjectPublicKeyInfo (44 bytes; its SHA-256 is the key id).
+    pub fn to_der(&self) -> Vec<u8> {
+        self.key.to_public_key_der().expect("an Ed25519 key always encodes").as_bytes().to_vec()
+    }
+
+    /// Parses a DER SubjectPublicKeyInfo.
+    pub fn from_der(der: &[u8]) -> Result<Self, String> {
+        ed25519_dalek::VerifyingKey::from_public_key_der(der)
+            .map(Self::from_verifying_key)
+            .map_err(|e| format!("not an Ed25519 SubjectPublicKeyInfo ({e})"))
+    }
+
     /// The key as SPKI PEM.
     pub fn to_pem(&self) -> String {
         self.key.to_public_key_pem(LineEnding::LF).expect("an Ed25519 key always encodes")
@@ -178,11 +235,48 @@ struct Envelope {
     signatures: Vec<EnvelopeSignature>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// One signature of a DSSE envelope, as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EnvelopeSignature {
-    keyid: String,
-    sig: String,
+pub struct EnvelopeSignature {
+    /// The signer's key id (64 lower-case hex digits).
+    pub keyid: String,
+    /// Standard padded base64 of the signer's DER SubjectPublicKeyInfo. Format 2 requires it, so that
+    /// every signature can be checked whether or not its key is trusted. (Fields are in byte order,
+    /// as in every object of the envelope.)
+    #[serde(rename = "publicKey", default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// Standard padded base64 of the 64-byte Ed25519 signature.
+    pub sig: String,
+}
+
+/// One signature of an envelope, decoded; not yet verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DecodedSignature {
+    id: KeyId,
+    sig: Vec<u8>,
+    public_key: Option<PublicKey>,
+    raw: EnvelopeSignature,
+}
+
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+impl Eq for PublicKey {}
+
+/// What checking one signature of a package found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureCheck {
+    /// The signer's key id.
+    pub key: KeyId,
+    /// Whether the key is among the trusted keys.
+    pub trusted: bool,
+    /// Whether the signature was checked and holds. A schema-1 signature by a key that is not trusted
+    /// cannot be checked (it does not carry its key); every other signature is checked, and one that
+    /// fails refuses the package.
+    pub verified: bool,
 }
 
 /// A DSSE envelope whose shape has been checked: the payload type is [`PAYLOAD_TYPE`], the payload is
@@ -191,14 +285,14 @@ struct EnvelopeSignature {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedEnvelope {
     payload: Vec<u8>,
-    signatures: Vec<(KeyId, Vec<u8>)>,
+    signatures: Vec<DecodedSignature>,
 }
 
 impl ParsedEnvelope {
     /// Parses the bytes of `signature.dsse.json` on their own (the reader of a package also checks
     /// that the payload is byte-identical to `manifest.json`).
     pub fn parse(envelope: &[u8]) -> Result<Self, PackageError> {
-        parse_envelope(envelope, None)
+        parse_envelope(PAYLOAD_TYPE, envelope, None, false)
     }
 
     /// The decoded payload: the `manifest.json` bytes that were signed.
@@ -208,81 +302,144 @@ impl ParsedEnvelope {
 
     /// The key ids the envelope claims, unverified.
     pub fn key_ids(&self) -> Vec<KeyId> {
-        self.signatures.iter().map(|(id, _)| *id).collect()
+        self.signatures.iter().map(|s| s.id).collect()
     }
 
-    /// Verifies the payload with the first trusted key that signed it; strict Ed25519. Returns that
-    /// key's id.
-    pub fn verify(&self, trusted: &[PublicKey]) -> Result<KeyId, PackageError> {
-        verify_signatures(&self.signatures, &self.payload, trusted)
+    /// Checks every signature it can, strictly, and requires at least one trusted key among those that
+    /// hold. Returns what each signature showed, in envelope order.
+    pub fn verify(&self, trusted: &[PublicKey]) -> Result<Vec<SignatureCheck>, PackageError> {
+        verify_signatures(PAYLOAD_TYPE, &self.signatures, &self.payload, trusted)
     }
 }
 
-/// Parses an envelope; with `manifest`, its payload must be byte-identical to it (checked before the
-/// signatures, so that a foreign envelope is named as such first).
-fn parse_envelope(envelope: &[u8], manifest: Option<&[u8]>) -> Result<ParsedEnvelope, PackageError> {
+/// Parses an envelope of `payload_type`; with `payload`, its payload must be byte-identical to it
+/// (checked before the signatures, so that a foreign envelope is named as such first). `strict` is
+/// format 2: every signature carries its public key, whose id is the key id, and the bytes are exactly
+/// the canonical serialisation, so that no byte of the envelope can change unnoticed.
+fn parse_envelope(payload_type: &str, envelope: &[u8], payload: Option<&[u8]>, strict: bool) -> Result<ParsedEnvelope, PackageError> {
     let bad = |m: String| PackageError::Signature(m);
     let env: Envelope = serde_json::from_slice(envelope).map_err(|e| bad(format!("malformed envelope: {e}")))?;
-    if env.payload_type != PAYLOAD_TYPE {
-        return Err(bad(format!("payload type `{}` is not `{PAYLOAD_TYPE}`", env.payload_type)));
+    if env.payload_type != payload_type {
+        return Err(bad(format!("payload type `{}` is not `{payload_type}`", env.payload_type)));
     }
-    let payload = BASE64.decode(env.payload.as_bytes()).map_err(|e| bad(format!("payload is not base64: {e}")))?;
-    if manifest.is_some_and(|m| payload != m) {
+    let decoded = BASE64.decode(env.payload.as_bytes()).map_err(|e| bad(format!("payload is not base64: {e}")))?;
+    if payload.is_some_and(|m| decoded != m) {
         return Err(bad("the signed payload differs from manifest.json".into()));
     }
     if env.signatures.is_empty() || env.signatures.len() > MAX_SIGNATURES {
         return Err(bad(format!("an envelope carries 1 to {MAX_SIGNATURES} signatures")));
     }
-    let mut signatures = Vec::new();
-    for s in env.signatures {
+    let mut signatures: Vec<DecodedSignature> = Vec::new();
+    for (i, s) in env.signatures.iter().enumerate() {
+        let n = i + 1;
         let mut id = [0u8; 32];
-        hex::decode_to_slice(&s.keyid, &mut id).map_err(|_| bad(format!("key id `{}` is not 64 hex digits", s.keyid)))?;
-        let sig = BASE64.decode(s.sig.as_bytes()).map_err(|e| bad(format!("signature of key {} is not base64: {e}", s.keyid)))?;
-        signatures.push((KeyId(id), sig));
+        hex::decode_to_slice(&s.keyid, &mut id).map_err(|_| bad(format!("signature {n}: key id `{}` is not 64 hex digits", s.keyid)))?;
+        let id = KeyId(id);
+        let sig = BASE64.decode(s.sig.as_bytes()).map_err(|e| bad(format!("signature {n} (key {id}) is not base64: {e}")))?;
+        let public_key = match &s.public_key {
+            Some(text) => {
+                let der = BASE64.decode(text.as_bytes()).map_err(|e| bad(format!("signature {n} (key {id}): publicKey is not base64: {e}")))?;
+                let key = PublicKey::from_der(&der).map_err(|m| bad(format!("signature {n} (key {id}): publicKey is {m}")))?;
+                if key.id != id {
+                    return Err(bad(format!("signature {n}: publicKey has key id {}, not the {id} it claims", key.id)));
+                }
+                Some(key)
+            }
+            None if strict => return Err(bad(format!("signature {n} (key {id}) carries no publicKey, which format 2 requires"))),
+            None => None,
+        };
+        if signatures.iter().any(|other| other.id == id) {
+            return Err(bad(format!("signature {n}: key {id} signs twice")));
+        }
+        signatures.push(DecodedSignature { id, sig, public_key, raw: s.clone() });
     }
-    Ok(ParsedEnvelope { payload, signatures })
+    let canonical: Vec<EnvelopeSignature> = signatures
+        .iter()
+        .map(|s| EnvelopeSignature { keyid: s.id.to_string(), sig: BASE64.encode(&s.sig), public_key: s.public_key.as_ref().map(|k| BASE64.encode(k.to_der())) })
+        .collect();
+    if strict && dsse_bytes(payload_type, &decoded, &canonical) != envelope {
+        return Err(bad("the envelope is not in its canonical form (format 2 allows exactly one serialisation)".into()));
+    }
+    Ok(ParsedEnvelope { payload: decoded, signatures })
 }
 
 /// A parsed envelope whose payload matched the manifest; signatures not yet checked.
+#[derive(Debug, Clone)]
 pub(crate) struct CheckedEnvelope {
-    signatures: Vec<(KeyId, Vec<u8>)>,
+    signatures: Vec<DecodedSignature>,
 }
 
 impl CheckedEnvelope {
-    /// Parses `envelope` and checks that its payload is byte-identical to `manifest`.
-    pub(crate) fn parse(envelope: &[u8], manifest: &[u8]) -> Result<Self, PackageError> {
-        parse_envelope(envelope, Some(manifest)).map(|e| CheckedEnvelope { signatures: e.signatures })
+    /// Parses `envelope` and checks that its payload is byte-identical to `manifest`; `strict` for
+    /// format 2.
+    pub(crate) fn parse(envelope: &[u8], manifest: &[u8], strict: bool) -> Result<Self, PackageError> {
+        parse_envelope(PAYLOAD_TYPE, envelope, Some(manifest), strict).map(|e| CheckedEnvelope { signatures: e.signatures })
     }
 
     /// The key ids the envelope claims, unverified.
     pub(crate) fn key_ids(&self) -> Vec<KeyId> {
-        self.signatures.iter().map(|(id, _)| *id).collect()
+        self.signatures.iter().map(|s| s.id).collect()
     }
 
-    /// Verifies with the first trusted key that signed; strict Ed25519. Returns that key's id.
-    pub(crate) fn verify(&self, manifest: &[u8], trusted: &[PublicKey]) -> Result<KeyId, PackageError> {
-        verify_signatures(&self.signatures, manifest, trusted)
+    /// The signatures as written, in order (to add one more).
+    pub(crate) fn raw(&self) -> Vec<EnvelopeSignature> {
+        self.signatures.iter().map(|s| s.raw.clone()).collect()
+    }
+
+    /// Checks every signature it can and requires one trusted key among those that hold.
+    pub(crate) fn verify(&self, manifest: &[u8], trusted: &[PublicKey]) -> Result<Vec<SignatureCheck>, PackageError> {
+        verify_signatures(PAYLOAD_TYPE, &self.signatures, manifest, trusted)
+    }
+
+    /// Checks every signature that carries its key (format 2), trusting none: for `inspect` and `sign`.
+    pub(crate) fn check_integrity(&self, manifest: &[u8]) -> Result<Vec<SignatureCheck>, PackageError> {
+        check_each(PAYLOAD_TYPE, &self.signatures, manifest, &[])
     }
 }
 
-/// Verifies `manifest` with the first trusted key among `signatures`; strict Ed25519.
-fn verify_signatures(signatures: &[(KeyId, Vec<u8>)], manifest: &[u8], trusted: &[PublicKey]) -> Result<KeyId, PackageError> {
-    let message = pae(PAYLOAD_TYPE, manifest);
-    for (id, sig) in signatures {
-        let Some(key) = trusted.iter().find(|k| k.id == *id) else { continue };
-        let sig = Signature::from_slice(sig)
-            .map_err(|_| PackageError::Signature(format!("signature by key {id} is not 64 bytes")))?;
+/// Checks each signature it can: those by a trusted key, and those that carry their own key. One
+/// that fails means the payload was altered.
+fn check_each(payload_type: &str, signatures: &[DecodedSignature], payload: &[u8], trusted: &[PublicKey]) -> Result<Vec<SignatureCheck>, PackageError> {
+    let message = pae(payload_type, payload);
+    let mut checks = Vec::new();
+    for (i, s) in signatures.iter().enumerate() {
+        let trusted_key = trusted.iter().find(|k| k.id == s.id);
+        let Some(key) = trusted_key.or(s.public_key.as_ref()) else {
+            checks.push(SignatureCheck { key: s.id, trusted: false, verified: false });
+            continue;
+        };
+        let n = i + 1;
+        let sig = Signature::from_slice(&s.sig)
+            .map_err(|_| PackageError::Signature(format!("signature {n} (key {}) is not 64 bytes", s.id)))?;
         key.key.verify_strict(&message, &sig).map_err(|_| {
-            PackageError::Signature(format!("signature by trusted key {id} does not verify: the package was altered"))
+            let whose = if trusted_key.is_some() { "trusted key" } else { "key" };
+            PackageError::Signature(format!("signature {n} by {whose} {} does not verify: the package was altered", s.id))
         })?;
-        return Ok(*id);
+        checks.push(SignatureCheck { key: s.id, trusted: trusted_key.is_some(), verified: true });
     }
-    let key_ids = signatures.iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>().join(", ");
+    Ok(checks)
+}
+
+/// Checks every signature it can (strict Ed25519) and requires at least one trusted key among them.
+fn verify_signatures(payload_type: &str, signatures: &[DecodedSignature], payload: &[u8], trusted: &[PublicKey]) -> Result<Vec<SignatureCheck>, PackageError> {
+    let checks = check_each(payload_type, signatures, payload, trusted)?;
+    if checks.iter().any(|c| c.trusted && c.verified) {
+        return Ok(checks);
+    }
+    let key_ids = signatures.iter().map(|s| s.id.to_string()).collect::<Vec<_>>().join(", ");
     if trusted.is_empty() {
         Err(PackageError::NoTrustAnchors { key_ids })
     } else {
         Err(PackageError::Untrusted { key_ids })
     }
+}
+
+/// A DSSE envelope of any payload type (the provenance statement's), parsed and with every signature
+/// that carries its key checked.
+pub(crate) fn open_dsse(payload_type: &str, envelope: &[u8], trusted: &[PublicKey]) -> Result<(Vec<u8>, Vec<SignatureCheck>), PackageError> {
+    let parsed = parse_envelope(payload_type, envelope, None, true)?;
+    let checks = check_each(payload_type, &parsed.signatures, &parsed.payload, trusted)?;
+    Ok((parsed.payload, checks))
 }
 
 #[cfg(test)]
@@ -300,12 +457,16 @@ mod tests {
         let key = SigningKey::generate().unwrap();
         let other = SigningKey::generate().unwrap();
         let manifest = b"{\"schema\":1}\n";
-        let env = key.sign_manifest(manifest);
-        let checked = CheckedEnvelope::parse(&env, manifest).unwrap();
-        assert_eq!(checked.verify(manifest, &[other.public_key(), key.public_key()]).unwrap(), key.public_key().id());
+        let env = key.sign_manifest(manifest, false);
+        let checked = CheckedEnvelope::parse(&env, manifest, false).unwrap();
+        let checks = checked.verify(manifest, &[other.public_key(), key.public_key()]).unwrap();
+        assert_eq!(checks, [SignatureCheck { key: key.public_key().id(), trusted: true, verified: true }]);
         let err = checked.verify(manifest, &[other.public_key()]).unwrap_err();
         assert!(matches!(err, PackageError::Untrusted { .. }), "{err}");
-        assert!(CheckedEnvelope::parse(&env, b"{\"schema\":2}\n").is_err());
+        assert!(CheckedEnvelope::parse(&env, b"{\"schema\":2}\n", false).is_err());
+        // Format 2 wants the public key in every signature.
+        let err = CheckedEnvelope::parse(&env, manifest, true).err().unwrap().to_string();
+        assert!(err.contains("carries no publicKey"), "{err}");
         // A different message under the same key id fails verification.
         let forged = CheckedEnvelope { signatures: checked.signatures.clone() };
         assert!(forged.verify(b"other", &[key.public_key()]).is_err());
@@ -329,15 +490,62 @@ mod tests {
     fn parsed_envelope_alone() {
         let key = SigningKey::generate().unwrap();
         let manifest = b"{\"schema\":1}\n";
-        let env = ParsedEnvelope::parse(&key.sign_manifest(manifest)).unwrap();
+        let env = ParsedEnvelope::parse(&key.sign_manifest(manifest, true)).unwrap();
         assert_eq!(env.payload(), manifest);
         assert_eq!(env.key_ids(), [key.public_key().id()]);
-        assert_eq!(env.verify(&[key.public_key()]).unwrap(), key.public_key().id());
+        assert_eq!(env.verify(&[key.public_key()]).unwrap(), [SignatureCheck { key: key.public_key().id(), trusted: true, verified: true }]);
         assert!(matches!(env.verify(&[]).unwrap_err(), PackageError::NoTrustAnchors { .. }));
         let none = br#"{"payload":"","payloadType":"application/vnd.wasmzip.manifest.v1+json","signatures":[]}"#;
         assert!(ParsedEnvelope::parse(none).unwrap_err().to_string().contains("1 to 16 signatures"));
         // Checked against a manifest, a foreign payload is named before the missing signatures.
-        let err = CheckedEnvelope::parse(none, manifest).err().unwrap().to_string();
+        let err = CheckedEnvelope::parse(none, manifest, false).err().unwrap().to_string();
         assert!(err.contains("differs from manifest.json"), "{err}");
+    }
+
+    #[test]
+    fn every_signature_is_checked_and_reported() {
+        let (a, b, c) = (SigningKey::generate().unwrap(), SigningKey::generate().unwrap(), SigningKey::generate().unwrap());
+        let manifest = b"{\"schema\":2}\n";
+        let env = envelope_bytes(manifest, &[a.signature(manifest, true), b.signature(manifest, true)]);
+        let checked = CheckedEnvelope::parse(&env, manifest, true).unwrap();
+        // Trusting only b: a's signature still holds (it carries its key), and is reported untrusted.
+        let checks = checked.verify(manifest, &[b.public_key()]).unwrap();
+        assert_eq!(checks, [
+            SignatureCheck { key: a.public_key().id(), trusted: false, verified: true },
+            SignatureCheck { key: b.public_key().id(), trusted: true, verified: true },
+        ]);
+        // Trusting neither refuses, naming both keys.
+        let err = checked.verify(manifest, &[c.public_key()]).unwrap_err().to_string();
+        assert!(err.contains(&a.public_key().id().to_string()) && err.contains(&b.public_key().id().to_string()), "{err}");
+        // A signature that does not hold refuses the package, even by a key nobody trusts.
+        let mut bad = a.signature(manifest, true);
+        bad.sig = b.signature(manifest, true).sig;
+        let env = envelope_bytes(manifest, &[bad, b.signature(manifest, true)]);
+        let err = CheckedEnvelope::parse(&env, manifest, true).unwrap().verify(manifest, &[b.public_key()]).unwrap_err().to_string();
+        assert!(err.contains("signature 1 by key") && err.contains("does not verify"), "{err}");
+    }
+
+    #[test]
+    fn format_2_envelopes_have_one_serialisation() {
+        let (a, b) = (SigningKey::generate().unwrap(), SigningKey::generate().unwrap());
+        let manifest = b"{}\n";
+        let env = envelope_bytes(manifest, &[a.signature(manifest, true)]);
+        assert!(CheckedEnvelope::parse(&env, manifest, true).is_ok());
+        let text = String::from_utf8(env.clone()).unwrap();
+        let id = a.public_key().id().to_string();
+        for changed in [text.replace("\n", "\r\n"), text.replacen("  ", "   ", 1), text.replace(&id, &id.to_uppercase()), text.trim_end().to_string()] {
+            let err = CheckedEnvelope::parse(changed.as_bytes(), manifest, true).err().expect("refused").to_string();
+            assert!(err.contains("canonical form"), "{err}");
+            // The lenient schema-1 reading accepts the same envelope.
+            assert!(CheckedEnvelope::parse(changed.as_bytes(), manifest, false).is_ok());
+        }
+        // A public key that is not the key id's.
+        let mut swapped = a.signature(manifest, true);
+        swapped.public_key = b.signature(manifest, true).public_key;
+        let err = CheckedEnvelope::parse(&envelope_bytes(manifest, &[swapped]), manifest, true).err().unwrap().to_string();
+        assert!(err.contains("publicKey has key id"), "{err}");
+        // The same key twice.
+        let err = CheckedEnvelope::parse(&envelope_bytes(manifest, &[a.signature(manifest, true), a.signature(manifest, true)]), manifest, true).err().unwrap().to_string();
+        assert!(err.contains("signs twice"), "{err}");
     }
 }

@@ -7,13 +7,17 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::archive::{ArchiveLimits, ArchiveReader};
+use crate::archive::{ArchiveLimits, ArchiveReader, Compression};
 use crate::error::PackageError;
 use crate::hashing::{HashingWriter, sha256_hex};
 use crate::component::{ComponentSource, PackagedModel, PackagedParts, VerifiedComponent};
-use crate::manifest::{MemberPin, Name, PackageManifest, World};
-use crate::signing::{CheckedEnvelope, KeyId, MAX_ENVELOPE_SIZE, PublicKey};
+use crate::manifest::{MemberPin, Name, PROVENANCE_MEMBER, PackageManifest, SBOM_MEMBER, World};
+use crate::provenance::{MAX_PROVENANCE_SIZE, Provenance};
+use crate::signing::{CheckedEnvelope, EnvelopeSignature, KeyId, MAX_ENVELOPE_SIZE, PublicKey, SignatureCheck};
 use crate::{MANIFEST_MEMBER, MAX_COMPONENT_SIZE, MAX_MANIFEST_SIZE, SIGNATURE_MEMBER};
+
+/// Largest SBOM member read.
+pub const MAX_SBOM_SIZE: u64 = 16 * 1024 * 1024;
 
 /// Which packages may be opened.
 #[derive(Debug, Clone, Default)]
@@ -51,7 +55,11 @@ pub enum ResourceSink<'a> {
 pub struct VerifiedPackage {
     manifest: PackageManifest,
     digest: String,
+    archive_digest: String,
     signer: Signer,
+    signatures: Vec<SignatureCheck>,
+    sbom: Option<Arc<[u8]>>,
+    provenance: Option<Provenance>,
     components: BTreeMap<Name, Arc<[u8]>>,
     resources_dir: Option<PathBuf>,
     resources_hold: Option<Arc<ResourcesHold>>,
@@ -97,9 +105,35 @@ impl VerifiedPackage {
         &self.digest
     }
 
-    /// Who signed it.
+    /// SHA-256 of the archive file's bytes: the digest an OCI registry names it by. Unlike the
+    /// package digest it changes when a signature is added.
+    pub fn archive_digest(&self) -> &str {
+        &self.archive_digest
+    }
+
+    /// The first trusted key whose signature holds (or `Unsigned`).
     pub fn signer(&self) -> Signer {
         self.signer
+    }
+
+    /// Every signature, in envelope order, as checked.
+    pub fn signatures(&self) -> &[SignatureCheck] {
+        &self.signatures
+    }
+
+    /// The keys whose signatures hold, trusted or not (what a deploy policy counts).
+    pub fn valid_signers(&self) -> Vec<KeyId> {
+        self.signatures.iter().filter(|s| s.verified).map(|s| s.key).collect()
+    }
+
+    /// The verified bytes of the package's SBOM (format 2 always has one).
+    pub fn sbom(&self) -> Option<&[u8]> {
+        self.sbom.as_deref()
+    }
+
+    /// The package's provenance, checked, when it carries one.
+    pub fn provenance(&self) -> Option<&Provenance> {
+        self.provenance.as_ref()
     }
 
     /// The verified bytes of a component.
@@ -181,8 +215,17 @@ pub struct PackageReport {
     pub manifest: PackageManifest,
     /// SHA-256 of `manifest.json`.
     pub digest: String,
+    /// SHA-256 of the archive file.
+    pub archive_digest: String,
     /// Key ids the signature envelope names (not verified against any trust anchor).
     pub claimed_signers: Vec<KeyId>,
+    /// Each signature as far as it can be checked without trust: a format-2 signature carries its
+    /// key and is checked; a schema-1 one cannot be.
+    pub signatures: Vec<SignatureCheck>,
+    /// The SBOM's bytes, when the package carries one.
+    pub sbom: Option<Vec<u8>>,
+    /// The provenance, checked against the keys it carries.
+    pub provenance: Option<Provenance>,
     /// The bytes of each component.
     pub components: BTreeMap<Name, Arc<[u8]>>,
     /// The bytes of each model, checked against its pin.
@@ -198,16 +241,36 @@ pub fn verify_package(path: &Path, trust: &TrustPolicy, resources: ResourceSink<
 
 fn verify_in(path: &Path, trust: &TrustPolicy, resources: ResourceSink<'_>) -> Result<VerifiedPackage, PackageError> {
     let mut opened = Opened::open(path)?;
-    let signer = match &opened.envelope {
-        Some(envelope) => Signer::Key(envelope.verify(&opened.manifest_bytes, &trust.trusted)?),
-        None if trust.allow_unsigned => Signer::Unsigned,
+    let (signer, signatures) = match &opened.envelope {
+        Some(envelope) => {
+            let checks = envelope.verify(&opened.manifest_bytes, &trust.trusted)?;
+            let first = checks.iter().find(|c| c.trusted && c.verified).expect("verify requires one trusted signature").key;
+            (Signer::Key(first), checks)
+        }
+        None if trust.allow_unsigned => (Signer::Unsigned, Vec::new()),
         None => return Err(PackageError::Unsigned),
     };
     opened.check_member_set()?;
-    let (components, resources_dir, wrote_resources) = opened.read_members(resources)?;
-    let resources_hold = resources_dir.as_deref().map(ResourcesHold::take).transpose()?.map(Arc::new);
+    let archive_digest = opened.archive_digest.take().expect("started in open");
+    let members = opened.read_members(resources);
+    let archive_digest = archive_digest.join().map_err(|e| PackageError::io(path, "read", e))?;
+    let members = members?;
+    let resources_hold = members.resources_dir.as_deref().map(ResourcesHold::take).transpose()?.map(Arc::new);
+    let provenance = members.provenance.as_deref().map(|bytes| crate::provenance::read(bytes, &opened.manifest, &trust.trusted)).transpose()?;
     let digest = sha256_hex(&opened.manifest_bytes);
-    Ok(VerifiedPackage { digest, manifest: opened.manifest, signer, components, resources_dir, resources_hold, wrote_resources })
+    Ok(VerifiedPackage {
+        digest,
+        archive_digest,
+        manifest: opened.manifest,
+        signer,
+        signatures,
+        sbom: members.sbom.map(Arc::from),
+        provenance,
+        components: members.components,
+        resources_dir: members.resources_dir,
+        resources_hold,
+        wrote_resources: members.wrote_resources,
+    })
 }
 
 /// Opens a package and checks every digest, without deciding trust: for `inspect`.
@@ -218,14 +281,78 @@ pub fn inspect_package(path: &Path) -> Result<PackageReport, PackageError> {
 fn inspect_in(path: &Path) -> Result<PackageReport, PackageError> {
     let mut opened = Opened::open(path)?;
     let claimed_signers = opened.envelope.as_ref().map(|e| e.key_ids()).unwrap_or_default();
+    let signatures = opened.envelope.as_ref().map(|e| e.check_integrity(&opened.manifest_bytes)).transpose()?.unwrap_or_default();
     opened.check_member_set()?;
-    let (components, _, _) = opened.read_members(ResourceSink::Discard)?;
+    let archive_digest = opened.archive_digest.take().expect("started in open");
+    let members = opened.read_members(ResourceSink::Discard);
+    let archive_digest = archive_digest.join().map_err(|e| PackageError::io(path, "read", e))?;
+    let members = members?;
+    let components = members.components;
+    let provenance = members.provenance.as_deref().map(|bytes| crate::provenance::read(bytes, &opened.manifest, &[])).transpose()?;
     let mut models = BTreeMap::new();
     for (name, model) in opened.manifest.models.clone() {
         let pin = opened.manifest.members.iter().find(|p| p.name == model.member).cloned().expect("checked in PackageManifest::from_bytes");
         models.insert(name, opened.read_pinned(&pin, Vec::with_capacity(pin.size as usize))?);
     }
-    Ok(PackageReport { digest: sha256_hex(&opened.manifest_bytes), manifest: opened.manifest, claimed_signers, components, models })
+    Ok(PackageReport {
+        digest: sha256_hex(&opened.manifest_bytes),
+        archive_digest,
+        manifest: opened.manifest,
+        claimed_signers,
+        signatures,
+        sbom: members.sbom,
+        provenance,
+        components,
+        models,
+    })
+}
+
+/// Adds `key`'s signature to the package at `path` without changing what is signed, writing the
+/// result to `output` (which may be `path`) atomically. The package's integrity (every digest and
+/// every signature that can be checked) is verified first; its members are copied exactly as stored,
+/// so every pin still holds. Returns the signatures now on the package.
+pub fn add_signature(path: &Path, key: &crate::SigningKey, output: &Path) -> Result<Vec<KeyId>, PackageError> {
+    add_signature_in(path, key, output).map_err(|e| e.within(path))
+}
+
+fn add_signature_in(path: &Path, key: &crate::SigningKey, output: &Path) -> Result<Vec<KeyId>, PackageError> {
+    let mut opened = Opened::open(path)?;
+    let mut signatures: Vec<EnvelopeSignature> = match &opened.envelope {
+        Some(envelope) => {
+            envelope.check_integrity(&opened.manifest_bytes)?;
+            envelope.raw()
+        }
+        None => Vec::new(),
+    };
+    let id = key.public_key().id();
+    if signatures.iter().any(|s| s.keyid == id.to_string()) {
+        return Err(PackageError::Signature(format!("key {id} has signed this package already")));
+    }
+    if signatures.len() >= crate::signing::MAX_SIGNATURES {
+        return Err(PackageError::Signature(format!("the package carries {} signatures, the most an envelope holds", signatures.len())));
+    }
+    opened.check_member_set()?;
+    drop(opened.archive_digest.take());
+    opened.read_members(ResourceSink::Discard)?;
+    signatures.push(key.signature(&opened.manifest_bytes, opened.manifest.is_format_2()));
+    let envelope = crate::signing::envelope_bytes(&opened.manifest_bytes, &signatures);
+    let format_2 = opened.manifest.is_format_2();
+    let how = |c: Compression| if format_2 { Compression::Stored } else { c };
+    let manifest_entry = opened.reader.entries()[opened.reader.find(MANIFEST_MEMBER).expect("read in open")].clone();
+    let pins = opened.manifest.members.clone();
+    crate::pack::write_atomically(output, |writer, archive_err| {
+        writer.add(MANIFEST_MEMBER, how(manifest_entry.compression), &mut &opened.manifest_bytes[..]).map_err(archive_err)?;
+        writer.add(SIGNATURE_MEMBER, how(Compression::Deflated), &mut &envelope[..]).map_err(archive_err)?;
+        for pin in &pins {
+            let index = opened.reader.find(&pin.name).expect("checked in check_member_set");
+            let entry = opened.reader.entries()[index].clone();
+            let mut raw = Vec::with_capacity(usize::try_from(entry.compressed_size).unwrap_or(0).min(64 << 20));
+            opened.reader.copy_raw(index, &mut raw).map_err(archive_err)?;
+            writer.add_raw(&pin.name, entry.compression, entry.crc32, entry.size, &mut &raw[..], raw.len() as u64).map_err(archive_err)?;
+        }
+        Ok(())
+    })?;
+    Ok(signatures.iter().filter_map(|s| KeyId::parse(&s.keyid)).collect())
 }
 
 struct Opened {
@@ -234,6 +361,46 @@ struct Opened {
     manifest_bytes: Vec<u8>,
     manifest: PackageManifest,
     envelope: Option<CheckedEnvelope>,
+    /// The archive's own SHA-256, computed on another thread while the members are read.
+    archive_digest: Option<ArchiveDigest>,
+}
+
+/// The SHA-256 of a whole file, computed on its own thread from a second handle on the same open
+/// file (so it is the file verified, even if the path is replaced meanwhile).
+struct ArchiveDigest(std::thread::JoinHandle<std::io::Result<String>>);
+
+impl ArchiveDigest {
+    fn start(file: &File) -> std::io::Result<Self> {
+        use sha2::Digest as _;
+        use std::os::unix::fs::FileExt;
+        let file = file.try_clone()?;
+        Ok(ArchiveDigest(std::thread::spawn(move || {
+            let mut hasher = sha2::Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut offset = 0u64;
+            loop {
+                let n = file.read_at(&mut buf, offset)?;
+                if n == 0 {
+                    return Ok(hex::encode(hasher.finalize()));
+                }
+                hasher.update(&buf[..n]);
+                offset += n as u64;
+            }
+        })))
+    }
+
+    fn join(self) -> std::io::Result<String> {
+        self.0.join().unwrap_or_else(|_| Err(std::io::Error::other("the thread hashing the archive panicked")))
+    }
+}
+
+/// What reading the members gave.
+struct Members {
+    components: BTreeMap<Name, Arc<[u8]>>,
+    sbom: Option<Vec<u8>>,
+    provenance: Option<Vec<u8>>,
+    resources_dir: Option<PathBuf>,
+    wrote_resources: bool,
 }
 
 impl Opened {
@@ -251,15 +418,16 @@ impl Opened {
         let envelope = match reader.find(SIGNATURE_MEMBER) {
             Some(i) => {
                 let bytes = reader.read_entry_to_vec(i, MAX_ENVELOPE_SIZE).map_err(archive_err)?;
-                Some(CheckedEnvelope::parse(&bytes, &manifest_bytes)?)
+                Some(CheckedEnvelope::parse(&bytes, &manifest_bytes, manifest.is_format_2())?)
             }
             None => None,
         };
-        Ok(Opened { path: path.to_path_buf(), reader, manifest_bytes, manifest, envelope })
+        let archive_digest = Some(ArchiveDigest::start(reader.get_ref()).map_err(|e| PackageError::io(path, "read", e))?);
+        Ok(Opened { path: path.to_path_buf(), reader, manifest_bytes, manifest, envelope, archive_digest })
     }
 
     /// The archive holds exactly the pinned members (plus the manifest and the signature), each of the
-    /// pinned size.
+    /// pinned size; in format 2, laid out exactly as the writer lays it out.
     fn check_member_set(&self) -> Result<(), PackageError> {
         let mut pinned = HashSet::new();
         for pin in &self.manifest.members {
@@ -267,9 +435,14 @@ impl Opened {
             let Some(index) = self.reader.find(&pin.name) else {
                 return Err(PackageError::member(&pin.name, "pinned by manifest.json but missing from the archive"));
             };
-            let size = self.reader.entries()[index].size;
-            if size != pin.size {
-                return Err(PackageError::member(&pin.name, format!("holds {size} bytes but manifest.json pins {}", pin.size)));
+            let entry = &self.reader.entries()[index];
+            if entry.size != pin.size {
+                return Err(PackageError::member(&pin.name, format!("holds {} bytes but manifest.json pins {}", entry.size, pin.size)));
+            }
+            if let Some(stored) = &pin.deflated
+                && entry.compressed_size != stored.size
+            {
+                return Err(PackageError::member(&pin.name, format!("stores {} deflated bytes but manifest.json pins {}", entry.compressed_size, stored.size)));
             }
         }
         for entry in self.reader.entries() {
@@ -278,6 +451,16 @@ impl Opened {
                 return Err(PackageError::member(name, "is not pinned by manifest.json"));
             }
         }
+        if self.manifest.is_format_2() {
+            // Every byte is accounted for: the manifest and the envelope are stored as they are, and
+            // every other member is where, and stored as, its pin says.
+            let mut expected = vec![(MANIFEST_MEMBER, Compression::Stored)];
+            if self.envelope.is_some() {
+                expected.push((SIGNATURE_MEMBER, Compression::Stored));
+            }
+            expected.extend(self.manifest.members.iter().map(|p| (p.name.as_str(), if p.deflated.is_some() { Compression::Deflated } else { Compression::Stored })));
+            self.reader.check_canonical(&expected).map_err(|error| PackageError::Archive { path: self.path.clone(), error })?;
+        }
         Ok(())
     }
 
@@ -285,13 +468,22 @@ impl Opened {
     /// sink.
     /// Reads every member against its pin: the components into memory, the resources into `sink`.
     /// Returns the components, the resources' directory, and whether it was written now.
-    fn read_members(&mut self, sink: ResourceSink<'_>) -> Result<(BTreeMap<Name, Arc<[u8]>>, Option<PathBuf>, bool), PackageError> {
+    fn read_members(&mut self, sink: ResourceSink<'_>) -> Result<Members, PackageError> {
         // Owned copies: reading borrows the archive reader mutably.
         let by_member: BTreeMap<String, Name> =
             self.manifest.components.iter().map(|(n, c)| (c.member.clone(), n.clone())).collect();
         let members = self.manifest.members.clone();
         let mut components = BTreeMap::new();
         let resources: Vec<&MemberPin> = members.iter().filter(|p| p.name.starts_with("resources/")).collect();
+        let mut meta = |name: &str, max: u64| -> Result<Option<Vec<u8>>, PackageError> {
+            let Some(pin) = members.iter().find(|p| p.name == name) else { return Ok(None) };
+            if pin.size > max {
+                return Err(PackageError::member(name, format!("is {} bytes, more than the {max} read", pin.size)));
+            }
+            self.read_pinned(pin, Vec::with_capacity(pin.size as usize)).map(Some)
+        };
+        let sbom = meta(SBOM_MEMBER, MAX_SBOM_SIZE)?;
+        let provenance = meta(PROVENANCE_MEMBER, MAX_PROVENANCE_SIZE)?;
 
         for pin in members.iter().filter(|p| p.name.starts_with("components/")) {
             let Some(name) = by_member.get(pin.name.as_str()) else {
@@ -318,18 +510,25 @@ impl Opened {
                 (Some(dir), wrote)
             }
         };
-        Ok((components, resources_dir, wrote))
+        Ok(Members { components, sbom, provenance, resources_dir, wrote_resources: wrote })
     }
 
     fn read_pinned<W: Write>(&mut self, pin: &MemberPin, sink: W) -> Result<W, PackageError> {
         let index = self.reader.find(&pin.name).expect("checked in open");
         let mut hashing = HashingWriter::new(sink);
-        self.reader
-            .read_entry(index, &mut hashing)
-            .map_err(|error| PackageError::Archive { path: self.path.clone(), error })?;
+        let archive_err = |error| PackageError::Archive { path: self.path.clone(), error };
+        let stored = match &pin.deflated {
+            Some(_) => Some(self.reader.read_entry_digesting(index, &mut hashing).map_err(archive_err)?.1),
+            None => self.reader.read_entry(index, &mut hashing).map(|_| None).map_err(archive_err)?,
+        };
         let (sha256, inner) = hashing.finish();
         if sha256 != pin.sha256 {
             return Err(PackageError::member(&pin.name, "SHA-256 differs from the digest pinned in manifest.json: the package was altered"));
+        }
+        if let (Some(pinned), Some(stored)) = (&pin.deflated, stored)
+            && hex::encode(stored) != pinned.sha256
+        {
+            return Err(PackageError::member(&pin.name, "its deflated bytes differ from those pinned in manifest.json: the package was altered"));
         }
         Ok(inner)
     }

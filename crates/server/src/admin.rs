@@ -74,6 +74,7 @@ fn status_of(e: &DeployError) -> StatusCode {
         DeployError::NotFound(_) => StatusCode::NOT_FOUND,
         DeployError::Routes(_) | DeployError::NoPrevious(_) => StatusCode::CONFLICT,
         DeployError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        DeployError::Policy(_) => StatusCode::FORBIDDEN,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
@@ -95,6 +96,7 @@ async fn deploy(State(state): State<AdminState>, headers: HeaderMap, RawQuery(qu
     }
     let mut grants = Vec::new();
     let mut grant_requested = false;
+    let mut allow_downgrade = false;
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match key.as_ref() {
             "grant" => match value.parse::<Capability>() {
@@ -102,6 +104,7 @@ async fn deploy(State(state): State<AdminState>, headers: HeaderMap, RawQuery(qu
                 Err(e) => return error(StatusCode::BAD_REQUEST, e),
             },
             "grant_requested" => grant_requested = matches!(value.as_ref(), "true" | "1" | ""),
+            "allow_downgrade" => allow_downgrade = matches!(value.as_ref(), "true" | "1" | ""),
             other => return error(StatusCode::BAD_REQUEST, format!("unknown query parameter `{other}`")),
         }
     }
@@ -113,7 +116,7 @@ async fn deploy(State(state): State<AdminState>, headers: HeaderMap, RawQuery(qu
         let _ = tokio::fs::remove_file(&staged).await;
         return r;
     }
-    let result = state.deployments.deploy(&staged, &grants, grant_requested).await;
+    let result = state.deployments.deploy(&staged, &grants, grant_requested, allow_downgrade).await;
     // Only a refusal names the upload: its digest is read before the staged file goes.
     let upload = match &result {
         Ok(_) => String::new(),

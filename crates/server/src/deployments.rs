@@ -54,6 +54,9 @@ pub enum DeployError {
     /// Another function already serves a route.
     #[error(transparent)]
     Routes(#[from] RouteConflict),
+    /// The deploy policy refuses the package.
+    #[error(transparent)]
+    Policy(#[from] wasmzip_policy::Refusal),
     /// The deployment store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -110,6 +113,20 @@ pub struct DeployPolicy {
     pub pool: PoolSlots,
     /// How many connection threads serve requests: a WASI 0.3 version has a handler for each.
     pub connection_threads: usize,
+    /// The deploy policy (`--policy`, with `--advisories`) every version must pass before it is
+    /// planned: when it is deployed, when the server starts, and when it is rolled back to.
+    pub gate: Option<Arc<wasmzip_policy::Gate>>,
+}
+
+/// What a load is for, as far as the deploy policy cares.
+#[derive(Debug, Clone, Default)]
+struct Admission {
+    /// The version of each function serving now: a new deploy must not go below it unless allowed.
+    /// Empty for a version already deployed once (at start-up, and on rollback, which is an
+    /// operator's explicit step back).
+    deployed: BTreeMap<String, String>,
+    /// `--allow-downgrade`.
+    allow_downgrade: bool,
 }
 
 /// One version as the admin API shows it.
@@ -119,6 +136,11 @@ pub struct VersionInfo {
     pub version: String,
     /// Package digest.
     pub digest: String,
+    /// SHA-256 of the package file.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub archive_digest: String,
+    /// Keys whose signatures over the package held at deploy time.
+    pub signers: Vec<String>,
     /// Deploy sequence number.
     pub sequence: u64,
     /// Grants given.
@@ -155,6 +177,8 @@ impl From<&DeployedVersion> for VersionInfo {
         VersionInfo {
             version: v.version.clone(),
             digest: v.digest.clone(),
+            archive_digest: v.archive_digest.clone(),
+            signers: v.signers.clone(),
             sequence: v.sequence,
             grants: v.grants.clone(),
             grant_requested: v.grant_requested,
@@ -239,21 +263,21 @@ impl Deployments {
     }
 
     /// Verifies, compiles and plans one version (blocking work runs off the async threads).
-    async fn load(&self, package: &Path, version: &DeployedVersion) -> Result<LoadedFunction, DeployError> {
+    async fn load(&self, package: &Path, version: &DeployedVersion, admission: Admission) -> Result<LoadedFunction, DeployError> {
         let grants: Vec<Capability> = version.grants.iter().map(|g| g.parse()).collect::<Result<_, _>>()?;
         let runtime = self.runtime.clone();
         let policy = self.policy.clone();
         let package = package.to_path_buf();
         let version = version.clone();
         let metrics = self.metrics.clone();
-        tokio::task::spawn_blocking(move || load_blocking(&runtime, &policy, &metrics, &package, &version, &grants))
+        tokio::task::spawn_blocking(move || load_blocking(&runtime, &policy, &metrics, &package, &version, &grants, &admission))
             .await
             .map_err(|e| RuntimeError::Engine(format!("the loading task failed: {e}")))?
     }
 
     /// Loads a stored version, checking that the stored package is the one recorded.
     async fn load_stored(&self, version: &DeployedVersion) -> Result<LoadedFunction, DeployError> {
-        let loaded = self.load(&self.store.package_path(&version.digest), version).await?;
+        let loaded = self.load(&self.store.package_path(&version.digest), version, Admission::default()).await?;
         if loaded.digest != version.digest {
             return Err(DeployError::Package(PackageError::Signature(format!(
                 "the stored package for digest {} has digest {}",
@@ -264,23 +288,29 @@ impl Deployments {
     }
 
     /// Deploys the package staged at `staged` (a path from the store's staging area) with `grants`.
-    pub async fn deploy(&self, staged: &Path, grants: &[Capability], grant_requested: bool) -> Result<FunctionInfo, DeployError> {
-        self.deploy_inner(staged, grants, grant_requested, false).await
+    /// With `allow_downgrade`, a deploy policy lets it go below the version serving now.
+    pub async fn deploy(&self, staged: &Path, grants: &[Capability], grant_requested: bool, allow_downgrade: bool) -> Result<FunctionInfo, DeployError> {
+        self.deploy_inner(staged, grants, grant_requested, false, allow_downgrade).await
     }
 
-    async fn deploy_inner(&self, staged: &Path, grants: &[Capability], grant_requested: bool, unless_serving: bool) -> Result<FunctionInfo, DeployError> {
+    async fn deploy_inner(&self, staged: &Path, grants: &[Capability], grant_requested: bool, unless_serving: bool, allow_downgrade: bool) -> Result<FunctionInfo, DeployError> {
         let mut state = self.state.lock().await;
         let mut candidate = DeployedVersion {
             version: String::new(),
             digest: String::new(),
+            archive_digest: String::new(),
+            signers: Vec::new(),
             grants: grants.iter().map(|g| g.to_string()).collect(),
             grant_requested,
             sequence: state.sequence + 1,
             deployed_at: now(),
         };
-        let loaded = Arc::new(self.load(staged, &candidate).await?);
+        let deployed = state.functions.iter().filter_map(|(name, record)| record.active().map(|a| (name.clone(), a.version.clone()))).collect();
+        let loaded = Arc::new(self.load(staged, &candidate, Admission { deployed, allow_downgrade }).await?);
         candidate.version = loaded.version.to_string();
         candidate.digest = loaded.digest.clone();
+        candidate.archive_digest = loaded.archive_digest.clone();
+        candidate.signers = loaded.signers.clone();
         let name = loaded.name.to_string();
         if unless_serving {
             let serving = self.current().functions.get(&name).map(|f| f.sequence);
@@ -316,7 +346,7 @@ impl Deployments {
     pub async fn deploy_file(&self, package: &Path, grants: &[Capability], grant_requested: bool) -> Result<FunctionInfo, DeployError> {
         let staged = self.store.staging_path()?;
         std::fs::copy(package, &staged).map_err(|error| StoreError::Io { action: "copy", path: package.to_path_buf(), error })?;
-        let result = self.deploy_inner(&staged, grants, grant_requested, true).await;
+        let result = self.deploy_inner(&staged, grants, grant_requested, true, false).await;
         if result.is_err() {
             let _ = std::fs::remove_file(&staged);
         }
@@ -404,9 +434,21 @@ fn load_blocking(
     path: &Path,
     version: &DeployedVersion,
     grants: &[Capability],
+    admission: &Admission,
 ) -> Result<LoadedFunction, DeployError> {
     let package = wasmzip_package::verify_package(path, &policy.trust, ResourceSink::Extract { root: &policy.resources_root })?;
     let component = package.only_component(World::Http)?;
+    if let Some(gate) = &policy.gate {
+        let name = package.manifest().name.as_str();
+        let deployed = admission.deployed.get(name).and_then(|v| semver::Version::parse(v).ok());
+        let effective = wasmzip_package::effective_grants(component.requested(), grants, version.grant_requested);
+        let deployment = wasmzip_policy::Deployment {
+            grants: &[(component.name().to_string(), effective)],
+            deployed_version: deployed.as_ref(),
+            allow_downgrade: admission.allow_downgrade,
+        };
+        gate.admit(&package, &deployment)?;
+    }
     let host = HostResources {
         mounts: policy.mounts.clone(),
         env: policy.env.clone(),
@@ -457,6 +499,8 @@ fn load_blocking(
         name,
         version: version_name,
         digest: package.digest().to_string(),
+        archive_digest: package.archive_digest().to_string(),
+        signers: package.valid_signers().iter().map(|k| k.to_string()).collect(),
         sequence: version.sequence,
         routes,
         limits,

@@ -88,6 +88,10 @@ pub struct LoadedFunction {
     pub version: Arc<str>,
     /// Package digest.
     pub digest: String,
+    /// SHA-256 of the package file.
+    pub archive_digest: String,
+    /// Keys whose signatures over the package hold.
+    pub signers: Vec<String>,
     /// Deploy sequence number.
     pub sequence: u64,
     /// Routes it serves.

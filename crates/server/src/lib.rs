@@ -56,6 +56,8 @@ pub struct ServeConfig {
     pub cache_max_bytes: u64,
     /// Trusted signers.
     pub trust: TrustPolicy,
+    /// The deploy policy every version must pass (`--policy`, `--advisories`).
+    pub gate: Option<Arc<wasmzip_policy::Gate>>,
     /// Packages to deploy at start, on top of what the data directory holds.
     pub packages: Vec<PathBuf>,
     /// Grants for those packages.
@@ -196,6 +198,7 @@ pub async fn serve(
         max_model_bytes: config.max_model_bytes,
         pool: reuse::PoolSlots { slots: slots.clone(), recycler: recycler.clone() },
         connection_threads: config.workers.max(1),
+        gate: config.gate.clone(),
     };
     let store = LocalStore::open(&config.data_dir)?;
     let deployments = Arc::new(Deployments::open(runtime.clone(), Box::new(store), policy, metrics.clone()).await?);

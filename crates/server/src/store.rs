@@ -44,6 +44,13 @@ pub struct DeployedVersion {
     pub version: String,
     /// SHA-256 of the package's manifest (the package digest).
     pub digest: String,
+    /// SHA-256 of the package file as deployed (what an OCI registry names it by; records written
+    /// before format 2 have none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub archive_digest: String,
+    /// The keys whose signatures over the package held when it was deployed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signers: Vec<String>,
     /// Grants given at deploy time, as tokens.
     pub grants: Vec<String>,
     /// Whether everything requested was granted.
@@ -247,7 +254,16 @@ mod tests {
     use super::*;
 
     fn version(n: u64) -> DeployedVersion {
-        DeployedVersion { version: format!("1.0.{n}"), digest: format!("{n:064x}"), grants: vec![], grant_requested: false, sequence: n, deployed_at: 0 }
+        DeployedVersion {
+            version: format!("1.0.{n}"),
+            digest: format!("{n:064x}"),
+            archive_digest: String::new(),
+            signers: vec![],
+            grants: vec![],
+            grant_requested: false,
+            sequence: n,
+            deployed_at: 0,
+        }
     }
 
     #[test]

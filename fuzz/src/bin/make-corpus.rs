@@ -12,7 +12,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use wasmzip_fuzz::archive::Member;
 use wasmzip_fuzz::package::{COMPONENT_PREAMBLE, MutatedPackage, fuzz_key};
 use wasmzip_package::archive::{ArchiveLimits, ArchiveReader, ArchiveWriter, Compression, check_member_name};
-use wasmzip_package::{MANIFEST_MEMBER, SIGNATURE_MEMBER, pack};
+use wasmzip_package::{MANIFEST_MEMBER, PackOptions, SIGNATURE_MEMBER, pack};
 
 const HELLO: &str = r#"[package]
 name = "hello"
@@ -90,7 +90,7 @@ fn main() {
         std::fs::write(dir.join("model.onnx"), b"\x08\x07\x12\x04fuzz").unwrap();
         for signed in [true, false] {
             let out = scratch.join(format!("{name}-{signed}.wasmzip"));
-            pack(&dir.join("wasmzip.toml"), signed.then(fuzz_key), Some(&out)).unwrap();
+            pack(&dir.join("wasmzip.toml"), &PackOptions { key: signed.then(fuzz_key), output: Some(&out), ..PackOptions::default() }).unwrap();
             let bytes = std::fs::read(&out).unwrap();
             let kind = if signed { "signed" } else { "unsigned" };
             corpus.write("archive_bytes", &format!("{name}-{kind}.wasmzip"), &bytes);
@@ -129,7 +129,7 @@ fn main() {
             }
         }
     }
-    let envelope = String::from_utf8(fuzz_key().sign_manifest(b"{}\n")).unwrap();
+    let envelope = String::from_utf8(fuzz_key().sign_manifest(b"{}\n", true)).unwrap();
     let two = envelope.replacen("\"signatures\": [", "\"signatures\": [\n    {\n      \"keyid\": \"00000000000000000000000000000000000000000000000000000000000000ff\",\n      \"sig\": \"AAAA\"\n    },", 1);
     corpus.write("dsse_envelope", "two-signatures.json", two.as_bytes());
 
