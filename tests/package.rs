@@ -342,7 +342,7 @@ fn compression_bombs_are_rejected() {
     // archive reader's own tests).
     let t = ws.path("bomb2.wasmzip");
     rebuild_deflated(&pkg, &t);
-    refused(&ws, &t, &["manifest.json", "format 2 requires it stored"]);
+    refused(&ws, &t, &["manifest.json", "is deflated, which format 2 does not allow"]);
 }
 
 #[test]

@@ -382,17 +382,23 @@ fn run_with_policy(ws: &Workspace, pkg: &Path, policy: &Path, extra: &[&str]) ->
 fn the_deploy_policy_refuses_and_allows_by_each_rule() {
     let ws = Workspace::new();
     keygen(&ws, "release");
-    let pkg = ws.package("hello", "hello", &["env:GREETING_NAME"], "", &[], true);
-    let refused = |r: Run, fragments: &[&str]| {
+    let pkg = ws.package("hello", "hello", &["env:GREETING_NAME"], "", &[("greeting.txt", b"hi\n")], true);
+    let extracted = || std::fs::read_dir(ws.path("cache/packages")).map(|d| d.count()).unwrap_or(0);
+    let refused = |make: &dyn Fn() -> Run, fragments: &[&str]| {
+        let before = extracted();
+        let r = make();
         r.expect_code(REFUSED).stderr_has(fragments).stderr_has(&["wasmzip::audit", "hello@1.0.0"]);
         assert!(r.stdout.is_empty(), "the guest must not run: {}", r.stdout);
+        // The policy decides before anything is read out of the package: no resource was extracted.
+        assert_eq!(extracted(), before, "a refused package's resources were extracted");
     };
 
     // Signers: only release may ship hello*, and two signatures are needed for it.
     let signers = policy(&ws, "signers", "[[functions]]\nnames = [\"hello*\"]\nsigners = [\"release\"]\n");
-    refused(run_with_policy(&ws, &pkg, &signers, &[]), &["functions[0].signatures", "release"]);
+    refused(&|| run_with_policy(&ws, &pkg, &signers, &[]), &["functions[0].signatures", "release"]);
     run(["sign".as_ref(), pkg.as_os_str(), "--key".as_ref(), ws.path("release.key").as_os_str()]).expect_code(0);
-    run_with_policy(&ws, &pkg, &signers, &[]).expect_code(0).stdout_has(&["Hello, world!"]);
+    run_with_policy(&ws, &pkg, &signers, &[]).expect_code(0).stdout_has(&["Hello, world!", "resource: hi"]);
+    std::fs::remove_dir_all(ws.path("cache")).unwrap();
     let two = policy(&ws, "two", "[[functions]]\nnames = [\"*\"]\nsigners = [\"dev\", \"release\"]\nsignatures = 2\n");
     run_with_policy(&ws, &pkg, &two, &[]).expect_code(0);
     let other = ws.package("other", "hello", &[], "", &[], true);
@@ -400,7 +406,7 @@ fn the_deploy_policy_refuses_and_allows_by_each_rule() {
     r.expect_code(REFUSED).stderr_has(&["functions[0].signatures", "other@1.0.0"]);
     // No rule for the name.
     let none = policy(&ws, "none", "[[functions]]\nnames = [\"payments-*\"]\nsigners = [\"dev\"]\n");
-    refused(run_with_policy(&ws, &pkg, &none, &[]), &["rule functions", "hello"]);
+    refused(&|| run_with_policy(&ws, &pkg, &none, &[]), &["rule functions", "hello"]);
 
     // A ceiling on grants: hello may never see more than GREETING_NAME.
     let wide = ws.package("hello-wide", "hello", &["env:GREETING_NAME", "env:HOME"], "", &[], true);
@@ -498,4 +504,33 @@ fn a_downgrade_needs_allow_downgrade_and_records_carry_the_archive_digest() {
     assert_eq!(app["active"]["archive_digest"], archive, "the record carries the archive's own SHA-256");
     assert_eq!(app["active"]["signers"].as_array().unwrap().len(), 1);
     server.cli(&["deploy".as_ref(), older.as_os_str(), "--allow-downgrade".as_ref()]).expect_code(0).stdout_has(&["deployed app 1.0.0"]);
+    server.cli(&["deploy".as_ref(), newer.as_os_str()]).expect_code(0);
+    drop(server);
+
+    // A package on `serve`'s command line below the version its data directory serves: refused
+    // (nothing starts), unless `serve --allow-downgrade`.
+    let args = |extra: &[&std::ffi::OsStr]| {
+        let mut all: Vec<&std::ffi::OsStr> = vec![older.as_os_str(), "--policy".as_ref(), policy.as_os_str()];
+        all.extend_from_slice(extra);
+        ws.serve_args(&ws.path("data"), &all)
+    };
+    let err = Server::try_start(args(&[]), &[]).err().expect("serve refuses the downgrade");
+    assert!(err.contains("versions.downgrade") && err.contains("--allow-downgrade"), "{err}");
+    let server = Server::start(args(&["--allow-downgrade".as_ref()]), &[]);
+    let listed: serde_json::Value = serde_json::from_str(&server.cli(&["functions", "--json"]).expect_code(0).stdout).unwrap();
+    assert_eq!(listed["functions"][0]["active"]["version"], "1.0.0");
+}
+
+#[test]
+fn hundreds_of_resources_fit_in_a_signed_package() {
+    // Each format-2 pin is some 300 bytes of manifest, which the envelope carries again as base64.
+    let ws = Workspace::new();
+    let files: Vec<(String, Vec<u8>)> = (0..400).map(|i| (format!("static/f{i:03}.txt"), format!("file {i}\n").into_bytes())).collect();
+    let resources: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+    let pkg = ws.package("many", "hello", &[], "", &resources, true);
+    verify_ok(&pkg, &[&ws.public_key()]).stdout_has(&["402 pinned members"]);
+    // A package a key does not verify is named by its file, also among several.
+    let stranger = Workspace::new();
+    let r = run(["verify".as_ref(), pkg.as_os_str(), pkg.as_os_str(), "--trust".as_ref(), stranger.public_key().as_os_str()]);
+    r.expect_code(REFUSED).stderr_has(&[&format!("{}: the package is signed by key", pkg.display()), "2 of 2 packages failed"]);
 }

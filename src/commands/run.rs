@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use wasmzip_package::manifest::{Name, World};
-use wasmzip_package::{ResourceSink, VerifiedComponent};
+use wasmzip_package::{AdmitError, PackageFacts, ResourceSink, VerifiedComponent};
 use wasmzip_runtime::{CacheOutcome, CommandOutcome, HostResources, OperatorGrants, Runtime, RuntimeConfig, plan};
 
 use crate::commands::bare::{Input, sniff};
@@ -92,17 +92,30 @@ fn package_component(args: &RunArgs, cache_root: &Path) -> Result<(VerifiedCompo
     let gate = args.policy.gate()?;
     let policy = args.policy.trust(args.trust.policy()?, gate.as_ref());
     let root = cache_root.join("packages");
-    let package = wasmzip_package::verify_package(&args.program, &policy, ResourceSink::Extract { root: &root })?;
-    let component = match &args.component {
-        Some(n) => package.component(&Name::parse(n).map_err(anyhow::Error::msg)?)?,
+    let wanted = args.component.as_deref().map(Name::parse).transpose().map_err(anyhow::Error::msg)?;
+    // The policy decides before any component or resource is read (or extracted into the cache).
+    let admit = |facts: &PackageFacts<'_>| -> Result<(), wasmzip_policy::Refusal> {
+        let Some(gate) = &gate else { return Ok(()) };
+        let chosen = match &wanted {
+            Some(name) => facts.manifest.components.get_key_value(name),
+            None => facts.manifest.default_component(World::Cli),
+        };
+        // No such component: choosing it below says so.
+        let Some((name, entry)) = chosen else { return Ok(()) };
+        // `run` has nothing deployed before it, so no downgrade rule applies.
+        let effective = wasmzip_package::effective_grants(&entry.capabilities, &args.grants.grant, args.grants.grant_requested);
+        let deployment = wasmzip_policy::Deployment { grants: &[(name.to_string(), effective)], deployed_version: None, allow_downgrade: false };
+        gate.admit(facts, &deployment).map(drop)
+    };
+    let package = match wasmzip_package::verify_package_admitted(&args.program, &policy, ResourceSink::Extract { root: &root }, admit) {
+        Ok(package) => package,
+        Err(AdmitError::Package(e)) => return Err(e.into()),
+        Err(AdmitError::Refused(refusal)) => return Err(refusal.into()),
+    };
+    let component = match &wanted {
+        Some(name) => package.component(name)?,
         None => package.only_component(World::Cli).context("choose one with --component")?,
     };
-    if let Some(gate) = &gate {
-        // `run` has nothing deployed before it, so no downgrade rule applies.
-        let effective = wasmzip_package::effective_grants(component.requested(), &args.grants.grant, args.grants.grant_requested);
-        let deployment = wasmzip_policy::Deployment { grants: &[(component.name().to_string(), effective)], deployed_version: None, allow_downgrade: false };
-        gate.admit(&package, &deployment)?;
-    }
     Ok((component, package.wrote_resources()))
 }
 

@@ -40,6 +40,10 @@ pub struct ServeArgs {
     pub trust: TrustOptions,
     #[command(flatten)]
     pub policy: PolicyOptions,
+    /// Let a package given here replace a higher version the data directory serves (a deploy policy
+    /// refuses that otherwise).
+    #[arg(long)]
+    pub allow_downgrade: bool,
     #[command(flatten)]
     pub grants: GrantOptions,
     #[command(flatten)]
@@ -165,6 +169,7 @@ pub async fn run(args: ServeArgs) -> Result<u8> {
         cache_max_bytes: args.cache.max_size(),
         trust: args.policy.trust(args.trust.policy()?, gate.as_deref()),
         gate,
+        allow_downgrade: args.allow_downgrade,
         packages,
         grants: args.grants.grant,
         grant_requested: args.grants.grant_requested,

@@ -110,7 +110,12 @@ impl PackageError {
     /// manifest, a member, the signature) and does not name the file already.
     pub fn within(self, path: &Path) -> Self {
         match self {
-            e @ (PackageError::Manifest { .. } | PackageError::Member { .. } | PackageError::Signature(_)) => {
+            e @ (PackageError::Manifest { .. }
+            | PackageError::Member { .. }
+            | PackageError::Signature(_)
+            | PackageError::Untrusted { .. }
+            | PackageError::NoTrustAnchors { .. }
+            | PackageError::Unsigned) => {
                 PackageError::InPackage { path: path.to_path_buf(), error: Box::new(e) }
             }
             other => other,

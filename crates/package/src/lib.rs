@@ -27,7 +27,10 @@ pub use manifest::{AuthorManifest, PackageManifest, World};
 pub use pack::{PackOptions, PackSummary, bare_package_name, default_output_name, find_author_manifest, pack, pack_bare};
 pub use provenance::{BuildFacts, Provenance, SourceRevision};
 pub use signing::{KeyId, PublicKey, SignatureCheck, SigningKey};
-pub use verify::{PackageReport, ResourceSink, ResourcesHold, Signer, TrustPolicy, VerifiedPackage, add_signature, inspect_package, verify_package};
+pub use verify::{
+    AdmitError, PackageFacts, PackageReport, ResourceSink, ResourcesHold, Signer, TrustPolicy, VerifiedPackage, add_signature, inspect_package, verify_package,
+    verify_package_admitted,
+};
 
 /// Name of the manifest member.
 pub const MANIFEST_MEMBER: &str = "manifest.json";

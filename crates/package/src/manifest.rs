@@ -794,6 +794,23 @@ impl PackageManifest {
                 return Err(bad(format!("member `{}` is pinned twice", pin.name)));
             }
         }
+        // Format 2: one order, the writer's (the SBOM, the provenance, components by name, resources
+        // by name), so that one manifest has one archive layout.
+        if manifest.is_format_2() {
+            let key = |pin: &MemberPin| -> (u8, String) {
+                match pin.name.as_str() {
+                    SBOM_MEMBER => (0, String::new()),
+                    PROVENANCE_MEMBER => (1, String::new()),
+                    name => match name.strip_prefix("components/").and_then(|n| n.strip_suffix(".wasm")) {
+                        Some(component) => (2, component.to_string()),
+                        None => (3, name.to_string()),
+                    },
+                }
+            };
+            if let Some(pair) = manifest.members.windows(2).find(|w| key(&w[0]) >= key(&w[1])) {
+                return Err(bad(format!("member `{}` is pinned after `{}`; schema 2 pins {SBOM_MEMBER}, {PROVENANCE_MEMBER}, the components by name, then the resources by name", pair[1].name, pair[0].name)));
+            }
+        }
         // A resource may not also be a directory of other resources (`resources/a` and `resources/a/b`).
         for name in &names {
             let dir = format!("{name}/");
@@ -948,6 +965,9 @@ limits = { memory = "64MiB", timeout = "5s" }
         assert_eq!(m.sbom_pin().map(|p| p.size), Some(2));
         let err = PackageManifest::from_bytes(&with(1, &format!("[{sbom},{PIN_A}]"))).unwrap_err().to_string();
         assert!(err.contains("sbom.cdx.json` needs schema 2"), "{err}");
+        // Schema 2 has one pin order: the SBOM first.
+        let err = PackageManifest::from_bytes(&with(2, &format!("[{PIN_A},{sbom}]"))).unwrap_err().to_string();
+        assert!(err.contains("is pinned after"), "{err}");
         let other = format!(r#"{{"name":"meta/other.json","size":2,"sha256":"{hex}"}}"#);
         let err = PackageManifest::from_bytes(&with(2, &format!("[{other},{PIN_A}]"))).unwrap_err().to_string();
         assert!(err.contains("pinned members are"), "{err}");

@@ -232,6 +232,9 @@ fn pack_author(author: &AuthorManifest, manifest_path: &Path, base: &Path, optio
         None => PathBuf::from(default_output_name(author)),
     };
     let signature = options.key.map(|k| k.sign_manifest(&manifest_bytes, true));
+    if let Some(envelope) = &signature {
+        crate::signing::check_envelope_size(envelope)?;
+    }
     write_archive(&output, &manifest_bytes, signature.as_deref(), &inputs)?;
     Ok(PackSummary { output, manifest, digest, signed: options.key.is_some() })
 }
@@ -297,7 +300,7 @@ fn make_sbom(
 /// half-written. The manifest and the signature are stored as they are; every other member as its
 /// pin says.
 fn write_archive(output: &Path, manifest: &[u8], signature: Option<&[u8]>, inputs: &[Input]) -> Result<(), PackageError> {
-    write_atomically(output, |writer, archive_err| {
+    let fill = |writer: &mut Writer, archive_err: &dyn Fn(archive::ArchiveError) -> PackageError| {
         writer.add(MANIFEST_MEMBER, Compression::Stored, &mut &manifest[..]).map_err(archive_err)?;
         if let Some(sig) = signature {
             writer.add(SIGNATURE_MEMBER, Compression::Stored, &mut &sig[..]).map_err(archive_err)?;
@@ -319,29 +322,38 @@ fn write_archive(output: &Path, manifest: &[u8], signature: Option<&[u8]>, input
             }
         }
         Ok(())
-    })
+    };
+    write_atomically(output, fill, None)
 }
 
 /// The archive writer `fill` adds members to.
 pub(crate) type Writer = ArchiveWriter<std::io::BufWriter<File>>;
 
-/// Writes an archive to a temporary file beside `output`, syncs it and renames it into place; on any
-/// failure the temporary file is removed and `output` is left as it was.
+/// Writes an archive to a new temporary file beside `output`, syncs it, checks it with `check` when
+/// given, and renames it into place; on any failure the temporary file is removed and `output` is
+/// left as it was.
 pub(crate) fn write_atomically(
     output: &Path,
     fill: impl FnOnce(&mut Writer, &dyn Fn(archive::ArchiveError) -> PackageError) -> Result<(), PackageError>,
+    check: Option<&dyn Fn(&Path) -> Result<(), PackageError>>,
 ) -> Result<(), PackageError> {
     let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let file_name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let mut nonce = [0u8; 8];
+    let _ = getrandom::fill(&mut nonce);
+    let tmp = dir.join(format!(".{file_name}.tmp-{}-{}", std::process::id(), hex::encode(nonce)));
     let result = (|| {
-        let file = File::create(&tmp).map_err(|e| PackageError::io(&tmp, "create", e))?;
+        // A new file, never one that is there already (nor a link someone left in its place).
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| PackageError::io(&tmp, "create", e))?;
         let archive_err = |error| PackageError::Archive { path: output.to_path_buf(), error };
         let mut writer = ArchiveWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
         fill(&mut writer, &archive_err)?;
         let buffered = writer.finish().map_err(archive_err)?;
         let file = buffered.into_inner().map_err(|e| PackageError::io(&tmp, "write", e.into_error()))?;
         file.sync_all().map_err(|e| PackageError::io(&tmp, "write", e))?;
+        if let Some(check) = check {
+            check(&tmp)?;
+        }
         std::fs::rename(&tmp, output).map_err(|e| PackageError::io(output, "write", e))
     })();
     if result.is_err() {

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::error::PackageError;
 use crate::manifest::PackageManifest;
-use crate::signing::{self, PublicKey, SignatureCheck, SigningKey};
+use crate::signing::{self, KeyId, SignatureCheck, SigningKey};
 
 /// The DSSE payload type of an in-toto statement.
 pub const INTOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
@@ -127,8 +127,20 @@ struct Predicate {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct BuildDefinition {
+    external_parameters: ExternalParameters,
     #[serde(default)]
     resolved_dependencies: Vec<ResourceDescriptor>,
+}
+
+#[derive(Deserialize)]
+struct ExternalParameters {
+    package: PackageParameter,
+}
+
+#[derive(Deserialize)]
+struct PackageParameter {
+    name: String,
+    version: String,
 }
 
 #[derive(Deserialize, Serialize)]
@@ -154,17 +166,26 @@ struct Builder {
 }
 
 /// Parses the provenance member of `manifest`'s package and checks it: a strict envelope of an
-/// in-toto statement whose every signature holds, of the SLSA provenance predicate, naming every
-/// component with the digest the manifest pins.
-pub(crate) fn read(bytes: &[u8], manifest: &PackageManifest, trusted: &[PublicKey]) -> Result<Provenance, PackageError> {
+/// in-toto statement whose every signature holds, one of them by a key that signs the package
+/// (`package_signers`), of the SLSA provenance predicate, about this package's name and version, and
+/// naming every component with the digest the manifest pins.
+pub(crate) fn read(bytes: &[u8], manifest: &PackageManifest, package_signers: &[KeyId]) -> Result<Provenance, PackageError> {
     let bad = |m: String| PackageError::member(crate::manifest::PROVENANCE_MEMBER, m);
-    let (payload, signatures) = signing::open_dsse(INTOTO_PAYLOAD_TYPE, bytes, trusted).map_err(|e| bad(e.to_string()))?;
+    let (payload, signatures) = signing::open_dsse(INTOTO_PAYLOAD_TYPE, bytes, &[]).map_err(|e| bad(e.to_string()))?;
+    if !signatures.iter().any(|s| s.verified && package_signers.contains(&s.key)) {
+        let keys = signatures.iter().map(|s| s.key.to_string()).collect::<Vec<_>>().join(", ");
+        return Err(bad(format!("is signed by key {keys}, none of which signs the package")));
+    }
     let statement: Statement = serde_json::from_slice(&payload).map_err(|e| bad(format!("not an in-toto statement: {e}")))?;
     if statement.kind != STATEMENT_TYPE {
         return Err(bad(format!("statement type `{}` is not `{STATEMENT_TYPE}`", statement.kind)));
     }
     if statement.predicate_type != PREDICATE_TYPE {
         return Err(bad(format!("predicate type `{}` is not `{PREDICATE_TYPE}`", statement.predicate_type)));
+    }
+    let about = &statement.predicate.build_definition.external_parameters.package;
+    if about.name != manifest.name.as_str() || about.version != manifest.version.to_string() {
+        return Err(bad(format!("is about {}@{}, not {}@{}", about.name, about.version, manifest.name, manifest.version)));
     }
     for component in manifest.components.values() {
         let pin = manifest.members.iter().find(|p| p.name == component.member).expect("checked when the manifest was read");

@@ -15,8 +15,17 @@ use crate::error::PackageError;
 
 /// The DSSE payload type of a signed `manifest.json`.
 pub const PAYLOAD_TYPE: &str = "application/vnd.wasmzip.manifest.v1+json";
-/// Largest signature envelope accepted.
-pub const MAX_ENVELOPE_SIZE: u64 = 64 * 1024;
+/// Largest signature envelope accepted: room for the base64 of the largest manifest (1 MiB) and
+/// every signature.
+pub const MAX_ENVELOPE_SIZE: u64 = 2 * 1024 * 1024;
+
+/// Refuses an envelope too large for a reader to accept, before it is written.
+pub(crate) fn check_envelope_size(envelope: &[u8]) -> Result<(), PackageError> {
+    if envelope.len() as u64 > MAX_ENVELOPE_SIZE {
+        return Err(PackageError::Signature(format!("the envelope would be {} bytes, more than the {MAX_ENVELOPE_SIZE} a reader accepts", envelope.len())));
+    }
+    Ok(())
+}
 /// Most signatures one envelope may carry.
 pub const MAX_SIGNATURES: usize = 16;
 
@@ -351,6 +360,9 @@ fn parse_envelope(payload_type: &str, envelope: &[u8], payload: Option<&[u8]>, s
         if signatures.iter().any(|other| other.id == id) {
             return Err(bad(format!("signature {n}: key {id} signs twice")));
         }
+        if strict && signatures.last().is_some_and(|previous| previous.id > id) {
+            return Err(bad(format!("signature {n} (key {id}) is out of key id order, and format 2 keeps signatures sorted by key id")));
+        }
         signatures.push(DecodedSignature { id, sig, public_key, raw: s.clone() });
     }
     let canonical: Vec<EnvelopeSignature> = signatures
@@ -506,8 +518,14 @@ mod tests {
     fn every_signature_is_checked_and_reported() {
         let (a, b, c) = (SigningKey::generate().unwrap(), SigningKey::generate().unwrap(), SigningKey::generate().unwrap());
         let manifest = b"{\"schema\":2}\n";
+        // Format 2 keeps signatures in key id order.
+        let (a, b) = if a.public_key().id() < b.public_key().id() { (a, b) } else { (b, a) };
         let env = envelope_bytes(manifest, &[a.signature(manifest, true), b.signature(manifest, true)]);
         let checked = CheckedEnvelope::parse(&env, manifest, true).unwrap();
+        let swapped = envelope_bytes(manifest, &[b.signature(manifest, true), a.signature(manifest, true)]);
+        let err = CheckedEnvelope::parse(&swapped, manifest, true).err().unwrap().to_string();
+        assert!(err.contains("out of key id order"), "{err}");
+        assert!(CheckedEnvelope::parse(&swapped, manifest, false).is_ok(), "schema 1 takes any order");
         // Trusting only b: a's signature still holds (it carries its key), and is reported untrusted.
         let checks = checked.verify(manifest, &[b.public_key()]).unwrap();
         assert_eq!(checks, [

@@ -121,12 +121,18 @@ impl VerifiedPackage {
         &self.signatures
     }
 
-    /// The keys whose signatures hold, trusted or not (what a deploy policy counts).
+    /// The keys whose signatures hold, trusted or not (a deploy policy counts those it names).
     pub fn valid_signers(&self) -> Vec<KeyId> {
         self.signatures.iter().filter(|s| s.verified).map(|s| s.key).collect()
     }
 
-    /// The verified bytes of the package's SBOM (format 2 always has one).
+    /// The trusted keys whose signatures hold: who vouches for the package (what records keep).
+    pub fn trusted_signers(&self) -> Vec<KeyId> {
+        self.signatures.iter().filter(|s| s.verified && s.trusted).map(|s| s.key).collect()
+    }
+
+    /// The verified bytes of the package's SBOM (`pack` always writes one; a reader does not require
+    /// it, which is what a policy's `sbom.required` is for).
     pub fn sbom(&self) -> Option<&[u8]> {
         self.sbom.as_deref()
     }
@@ -236,35 +242,91 @@ pub struct PackageReport {
 /// trust, member set and sizes, then every member's digest as it is read. Fails at the first fault,
 /// naming the member, before any member is used.
 pub fn verify_package(path: &Path, trust: &TrustPolicy, resources: ResourceSink<'_>) -> Result<VerifiedPackage, PackageError> {
-    verify_in(path, trust, resources).map_err(|e| e.within(path))
+    verify_package_admitted(path, trust, resources, |_| Ok::<(), std::convert::Infallible>(())).map_err(|e| match e {
+        AdmitError::Package(e) => e,
+        AdmitError::Refused(never) => match never {},
+    })
 }
 
-fn verify_in(path: &Path, trust: &TrustPolicy, resources: ResourceSink<'_>) -> Result<VerifiedPackage, PackageError> {
-    let mut opened = Opened::open(path)?;
+/// What a package shows of itself once its manifest, signatures, SBOM and provenance are verified,
+/// before any component or resource is read: what a deploy policy decides on.
+#[derive(Debug, Clone, Copy)]
+pub struct PackageFacts<'a> {
+    /// The verified manifest.
+    pub manifest: &'a PackageManifest,
+    /// The package digest.
+    pub digest: &'a str,
+    /// Every signature, as checked.
+    pub signatures: &'a [SignatureCheck],
+    /// The SBOM's verified bytes, if the package carries one.
+    pub sbom: Option<&'a [u8]>,
+}
+
+impl PackageFacts<'_> {
+    /// The keys whose signatures hold, trusted or not.
+    pub fn valid_signers(&self) -> Vec<KeyId> {
+        self.signatures.iter().filter(|s| s.verified).map(|s| s.key).collect()
+    }
+}
+
+/// Why [`verify_package_admitted`] gave no package.
+#[derive(Debug)]
+pub enum AdmitError<E> {
+    /// The package is not valid, or not trusted.
+    Package(PackageError),
+    /// `admit` refused it.
+    Refused(E),
+}
+
+/// As [`verify_package`], with `admit` deciding on the package's [`PackageFacts`] after its SBOM and
+/// provenance are verified and before any component or resource is read, so that a refused package
+/// leaves nothing behind (not even extracted resources).
+pub fn verify_package_admitted<E>(
+    path: &Path,
+    trust: &TrustPolicy,
+    resources: ResourceSink<'_>,
+    admit: impl FnOnce(&PackageFacts<'_>) -> Result<(), E>,
+) -> Result<VerifiedPackage, AdmitError<E>> {
+    verify_in(path, trust, resources, admit).map_err(|e| match e {
+        AdmitError::Package(e) => AdmitError::Package(e.within(path)),
+        refused => refused,
+    })
+}
+
+fn verify_in<E>(
+    path: &Path,
+    trust: &TrustPolicy,
+    resources: ResourceSink<'_>,
+    admit: impl FnOnce(&PackageFacts<'_>) -> Result<(), E>,
+) -> Result<VerifiedPackage, AdmitError<E>> {
+    let package = AdmitError::Package;
+    let mut opened = Opened::open(path).map_err(package)?;
     let (signer, signatures) = match &opened.envelope {
         Some(envelope) => {
-            let checks = envelope.verify(&opened.manifest_bytes, &trust.trusted)?;
+            let checks = envelope.verify(&opened.manifest_bytes, &trust.trusted).map_err(package)?;
             let first = checks.iter().find(|c| c.trusted && c.verified).expect("verify requires one trusted signature").key;
             (Signer::Key(first), checks)
         }
         None if trust.allow_unsigned => (Signer::Unsigned, Vec::new()),
-        None => return Err(PackageError::Unsigned),
+        None => return Err(package(PackageError::Unsigned)),
     };
-    opened.check_member_set()?;
-    let archive_digest = opened.archive_digest.take().expect("started in open");
-    let members = opened.read_members(resources);
-    let archive_digest = archive_digest.join().map_err(|e| PackageError::io(path, "read", e))?;
-    let members = members?;
-    let resources_hold = members.resources_dir.as_deref().map(ResourcesHold::take).transpose()?.map(Arc::new);
-    let provenance = members.provenance.as_deref().map(|bytes| crate::provenance::read(bytes, &opened.manifest, &trust.trusted)).transpose()?;
+    opened.check_member_set().map_err(package)?;
+    let archive_digest = ArchiveDigest::start(opened.reader.get_ref()).map_err(|e| package(PackageError::io(path, "read", e)))?;
+    let meta = opened.read_meta().map_err(package)?;
+    let signers: Vec<KeyId> = signatures.iter().map(|s| s.key).collect();
+    let provenance = meta.provenance.as_deref().map(|bytes| crate::provenance::read(bytes, &opened.manifest, &signers)).transpose().map_err(package)?;
     let digest = sha256_hex(&opened.manifest_bytes);
+    admit(&PackageFacts { manifest: &opened.manifest, digest: &digest, signatures: &signatures, sbom: meta.sbom.as_deref() }).map_err(AdmitError::Refused)?;
+    let members = opened.read_payload(resources).map_err(package)?;
+    let archive_digest = archive_digest.join().map_err(|e| package(PackageError::io(path, "read", e)))?;
+    let resources_hold = members.resources_dir.as_deref().map(ResourcesHold::take).transpose().map_err(package)?.map(Arc::new);
     Ok(VerifiedPackage {
         digest,
         archive_digest,
         manifest: opened.manifest,
         signer,
         signatures,
-        sbom: members.sbom.map(Arc::from),
+        sbom: meta.sbom.map(Arc::from),
         provenance,
         components: members.components,
         resources_dir: members.resources_dir,
@@ -283,24 +345,23 @@ fn inspect_in(path: &Path) -> Result<PackageReport, PackageError> {
     let claimed_signers = opened.envelope.as_ref().map(|e| e.key_ids()).unwrap_or_default();
     let signatures = opened.envelope.as_ref().map(|e| e.check_integrity(&opened.manifest_bytes)).transpose()?.unwrap_or_default();
     opened.check_member_set()?;
-    let archive_digest = opened.archive_digest.take().expect("started in open");
-    let members = opened.read_members(ResourceSink::Discard);
-    let archive_digest = archive_digest.join().map_err(|e| PackageError::io(path, "read", e))?;
-    let members = members?;
-    let components = members.components;
-    let provenance = members.provenance.as_deref().map(|bytes| crate::provenance::read(bytes, &opened.manifest, &[])).transpose()?;
+    let archive_digest = ArchiveDigest::start(opened.reader.get_ref()).map_err(|e| PackageError::io(path, "read", e))?;
+    let meta = opened.read_meta()?;
+    let provenance = meta.provenance.as_deref().map(|bytes| crate::provenance::read(bytes, &opened.manifest, &claimed_signers)).transpose()?;
+    let components = opened.read_payload(ResourceSink::Discard)?.components;
     let mut models = BTreeMap::new();
     for (name, model) in opened.manifest.models.clone() {
         let pin = opened.manifest.members.iter().find(|p| p.name == model.member).cloned().expect("checked in PackageManifest::from_bytes");
         models.insert(name, opened.read_pinned(&pin, Vec::with_capacity(pin.size as usize))?);
     }
+    let archive_digest = archive_digest.join().map_err(|e| PackageError::io(path, "read", e))?;
     Ok(PackageReport {
         digest: sha256_hex(&opened.manifest_bytes),
         archive_digest,
         manifest: opened.manifest,
         claimed_signers,
         signatures,
-        sbom: members.sbom,
+        sbom: meta.sbom,
         provenance,
         components,
         models,
@@ -310,37 +371,42 @@ fn inspect_in(path: &Path) -> Result<PackageReport, PackageError> {
 /// Adds `key`'s signature to the package at `path` without changing what is signed, writing the
 /// result to `output` (which may be `path`) atomically. The package's integrity (every digest and
 /// every signature that can be checked) is verified first; its members are copied exactly as stored,
-/// so every pin still holds. Returns the signatures now on the package.
+/// and the new archive is verified the same way before it replaces anything. Returns the signatures
+/// now on the package.
 pub fn add_signature(path: &Path, key: &crate::SigningKey, output: &Path) -> Result<Vec<KeyId>, PackageError> {
     add_signature_in(path, key, output).map_err(|e| e.within(path))
 }
 
 fn add_signature_in(path: &Path, key: &crate::SigningKey, output: &Path) -> Result<Vec<KeyId>, PackageError> {
     let mut opened = Opened::open(path)?;
-    let mut signatures: Vec<EnvelopeSignature> = match &opened.envelope {
+    let (mut signatures, ids): (Vec<EnvelopeSignature>, Vec<KeyId>) = match &opened.envelope {
         Some(envelope) => {
             envelope.check_integrity(&opened.manifest_bytes)?;
-            envelope.raw()
+            (envelope.raw(), envelope.key_ids())
         }
-        None => Vec::new(),
+        None => (Vec::new(), Vec::new()),
     };
     let id = key.public_key().id();
-    if signatures.iter().any(|s| s.keyid == id.to_string()) {
+    if ids.contains(&id) {
         return Err(PackageError::Signature(format!("key {id} has signed this package already")));
     }
     if signatures.len() >= crate::signing::MAX_SIGNATURES {
         return Err(PackageError::Signature(format!("the package carries {} signatures, the most an envelope holds", signatures.len())));
     }
     opened.check_member_set()?;
-    drop(opened.archive_digest.take());
-    opened.read_members(ResourceSink::Discard)?;
-    signatures.push(key.signature(&opened.manifest_bytes, opened.manifest.is_format_2()));
-    let envelope = crate::signing::envelope_bytes(&opened.manifest_bytes, &signatures);
+    opened.read_meta()?;
+    opened.read_payload(ResourceSink::Discard)?;
     let format_2 = opened.manifest.is_format_2();
+    let new = key.signature(&opened.manifest_bytes, format_2);
+    // Format 2 keeps the signatures in key id order, so that a set of signers has one envelope.
+    let at = if format_2 { signatures.partition_point(|s| s.keyid < new.keyid) } else { signatures.len() };
+    signatures.insert(at, new);
+    let envelope = crate::signing::envelope_bytes(&opened.manifest_bytes, &signatures);
+    crate::signing::check_envelope_size(&envelope)?;
     let how = |c: Compression| if format_2 { Compression::Stored } else { c };
     let manifest_entry = opened.reader.entries()[opened.reader.find(MANIFEST_MEMBER).expect("read in open")].clone();
     let pins = opened.manifest.members.clone();
-    crate::pack::write_atomically(output, |writer, archive_err| {
+    let fill = |writer: &mut crate::pack::Writer, archive_err: &dyn Fn(crate::archive::ArchiveError) -> PackageError| {
         writer.add(MANIFEST_MEMBER, how(manifest_entry.compression), &mut &opened.manifest_bytes[..]).map_err(archive_err)?;
         writer.add(SIGNATURE_MEMBER, how(Compression::Deflated), &mut &envelope[..]).map_err(archive_err)?;
         for pin in &pins {
@@ -351,7 +417,10 @@ fn add_signature_in(path: &Path, key: &crate::SigningKey, output: &Path) -> Resu
             writer.add_raw(&pin.name, entry.compression, entry.crc32, entry.size, &mut &raw[..], raw.len() as u64).map_err(archive_err)?;
         }
         Ok(())
-    })?;
+    };
+    // What was copied is checked again, in the new file, before it takes the old one's place.
+    let check = |written: &Path| inspect_in(written).map(drop);
+    crate::pack::write_atomically(output, fill, Some(&check))?;
     Ok(signatures.iter().filter_map(|s| KeyId::parse(&s.keyid)).collect())
 }
 
@@ -361,24 +430,33 @@ struct Opened {
     manifest_bytes: Vec<u8>,
     manifest: PackageManifest,
     envelope: Option<CheckedEnvelope>,
-    /// The archive's own SHA-256, computed on another thread while the members are read.
-    archive_digest: Option<ArchiveDigest>,
 }
 
 /// The SHA-256 of a whole file, computed on its own thread from a second handle on the same open
 /// file (so it is the file verified, even if the path is replaced meanwhile).
-struct ArchiveDigest(std::thread::JoinHandle<std::io::Result<String>>);
+/// Started only once the member set is known to be right; dropped unfinished (when verification
+/// fails), it stops at its next chunk.
+struct ArchiveDigest {
+    thread: Option<std::thread::JoinHandle<std::io::Result<String>>>,
+    cancelled: Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl ArchiveDigest {
     fn start(file: &File) -> std::io::Result<Self> {
         use sha2::Digest as _;
         use std::os::unix::fs::FileExt;
+        use std::sync::atomic::Ordering;
         let file = file.try_clone()?;
-        Ok(ArchiveDigest(std::thread::spawn(move || {
+        let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = cancelled.clone();
+        let thread = std::thread::Builder::new().name("archive-digest".into()).spawn(move || {
             let mut hasher = sha2::Sha256::new();
             let mut buf = vec![0u8; 1 << 20];
             let mut offset = 0u64;
             loop {
+                if stop.load(Ordering::Relaxed) {
+                    return Err(std::io::Error::other("cancelled"));
+                }
                 let n = file.read_at(&mut buf, offset)?;
                 if n == 0 {
                     return Ok(hex::encode(hasher.finalize()));
@@ -386,19 +464,33 @@ impl ArchiveDigest {
                 hasher.update(&buf[..n]);
                 offset += n as u64;
             }
-        })))
+        })?;
+        Ok(ArchiveDigest { thread: Some(thread), cancelled })
     }
 
-    fn join(self) -> std::io::Result<String> {
-        self.0.join().unwrap_or_else(|_| Err(std::io::Error::other("the thread hashing the archive panicked")))
+    fn join(mut self) -> std::io::Result<String> {
+        let thread = self.thread.take().expect("joined once");
+        thread.join().unwrap_or_else(|_| Err(std::io::Error::other("the thread hashing the archive panicked")))
     }
 }
 
-/// What reading the members gave.
-struct Members {
-    components: BTreeMap<Name, Arc<[u8]>>,
+impl Drop for ArchiveDigest {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.cancelled.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// The SBOM and provenance, read before anything else.
+struct Meta {
     sbom: Option<Vec<u8>>,
     provenance: Option<Vec<u8>>,
+}
+
+/// What reading the components and resources gave.
+struct Members {
+    components: BTreeMap<Name, Arc<[u8]>>,
     resources_dir: Option<PathBuf>,
     wrote_resources: bool,
 }
@@ -415,6 +507,12 @@ impl Opened {
         })?;
         let manifest_bytes = reader.read_entry_to_vec(manifest_index, MAX_MANIFEST_SIZE).map_err(archive_err)?;
         let manifest = PackageManifest::from_bytes(&manifest_bytes)?;
+        if manifest.is_format_2() && reader.entries()[manifest_index].compression != Compression::Stored {
+            return Err(PackageError::member(
+                MANIFEST_MEMBER,
+                "is deflated, which format 2 does not allow: a schema-2 package written by wasmzip before package format 2 (instance reuse only) is not read any more; pack it again",
+            ));
+        }
         let envelope = match reader.find(SIGNATURE_MEMBER) {
             Some(i) => {
                 let bytes = reader.read_entry_to_vec(i, MAX_ENVELOPE_SIZE).map_err(archive_err)?;
@@ -422,8 +520,7 @@ impl Opened {
             }
             None => None,
         };
-        let archive_digest = Some(ArchiveDigest::start(reader.get_ref()).map_err(|e| PackageError::io(path, "read", e))?);
-        Ok(Opened { path: path.to_path_buf(), reader, manifest_bytes, manifest, envelope, archive_digest })
+        Ok(Opened { path: path.to_path_buf(), reader, manifest_bytes, manifest, envelope })
     }
 
     /// The archive holds exactly the pinned members (plus the manifest and the signature), each of the
@@ -464,17 +561,9 @@ impl Opened {
         Ok(())
     }
 
-    /// Reads each pinned member once, hashing as it goes: components into memory, resources into the
-    /// sink.
-    /// Reads every member against its pin: the components into memory, the resources into `sink`.
-    /// Returns the components, the resources' directory, and whether it was written now.
-    fn read_members(&mut self, sink: ResourceSink<'_>) -> Result<Members, PackageError> {
-        // Owned copies: reading borrows the archive reader mutably.
-        let by_member: BTreeMap<String, Name> =
-            self.manifest.components.iter().map(|(n, c)| (c.member.clone(), n.clone())).collect();
+    /// Reads the SBOM and the provenance against their pins, into memory.
+    fn read_meta(&mut self) -> Result<Meta, PackageError> {
         let members = self.manifest.members.clone();
-        let mut components = BTreeMap::new();
-        let resources: Vec<&MemberPin> = members.iter().filter(|p| p.name.starts_with("resources/")).collect();
         let mut meta = |name: &str, max: u64| -> Result<Option<Vec<u8>>, PackageError> {
             let Some(pin) = members.iter().find(|p| p.name == name) else { return Ok(None) };
             if pin.size > max {
@@ -482,8 +571,18 @@ impl Opened {
             }
             self.read_pinned(pin, Vec::with_capacity(pin.size as usize)).map(Some)
         };
-        let sbom = meta(SBOM_MEMBER, MAX_SBOM_SIZE)?;
-        let provenance = meta(PROVENANCE_MEMBER, MAX_PROVENANCE_SIZE)?;
+        Ok(Meta { sbom: meta(SBOM_MEMBER, MAX_SBOM_SIZE)?, provenance: meta(PROVENANCE_MEMBER, MAX_PROVENANCE_SIZE)? })
+    }
+
+    /// Reads every component and resource against its pin: the components into memory, the resources
+    /// into `sink`. Returns the components, the resources' directory, and whether it was written now.
+    fn read_payload(&mut self, sink: ResourceSink<'_>) -> Result<Members, PackageError> {
+        // Owned copies: reading borrows the archive reader mutably.
+        let by_member: BTreeMap<String, Name> =
+            self.manifest.components.iter().map(|(n, c)| (c.member.clone(), n.clone())).collect();
+        let members = self.manifest.members.clone();
+        let mut components = BTreeMap::new();
+        let resources: Vec<&MemberPin> = members.iter().filter(|p| p.name.starts_with("resources/")).collect();
 
         for pin in members.iter().filter(|p| p.name.starts_with("components/")) {
             let Some(name) = by_member.get(pin.name.as_str()) else {
@@ -510,7 +609,7 @@ impl Opened {
                 (Some(dir), wrote)
             }
         };
-        Ok(Members { components, sbom, provenance, resources_dir, wrote_resources: wrote })
+        Ok(Members { components, resources_dir, wrote_resources: wrote })
     }
 
     fn read_pinned<W: Write>(&mut self, pin: &MemberPin, sink: W) -> Result<W, PackageError> {

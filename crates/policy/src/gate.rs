@@ -1,8 +1,7 @@
-//! The gate `run` and `serve` put a verified package through: the policy and advisories together,
-//! applied to what the package's SBOM says and what it would be granted, with every decision an
-//! audit line.
+//! The gate `run` and `serve` put a package through: the policy and advisories together, applied to
+//! what the package's SBOM says and what it would be granted, with every decision an audit line.
 
-use wasmzip_package::{Capability, VerifiedPackage};
+use wasmzip_package::{Capability, PackageFacts};
 
 use crate::{Advisories, InventoryItem, Policy, Refusal, Subject, Verdict};
 
@@ -27,38 +26,31 @@ pub struct Deployment<'a> {
 }
 
 impl Gate {
-    /// Admits `package` as `deployment` describes it, or refuses it. A refusal and every warning
-    /// (an advisory under `on_match = "warn"`) is logged as a `wasmzip::audit` line naming the rule,
-    /// the package and the offending item.
-    pub fn admit(
-        &self,
-        package: &VerifiedPackage,
-        deployment: &Deployment<'_>,
-    ) -> Result<Verdict, Refusal> {
-        let manifest = package.manifest();
-        let subject_name = format!("{}@{}", manifest.name, manifest.version);
-        let result = self.decide(package, deployment);
+    /// Admits the package `facts` describe (verified as far as its manifest, signatures and SBOM,
+    /// before any component or resource is read) as `deployment` describes it, or refuses it. A
+    /// refusal, every warning (an advisory under `on_match = "warn"`) and an admission are logged as
+    /// `wasmzip::audit` lines naming the package and its digest, the rule and the offending item.
+    pub fn admit(&self, facts: &PackageFacts<'_>, deployment: &Deployment<'_>) -> Result<Verdict, Refusal> {
+        let manifest = facts.manifest;
+        let subject = format!("{}@{}", manifest.name, manifest.version);
+        let result = self.decide(facts, deployment);
         match &result {
             Ok(verdict) => {
                 for w in &verdict.warnings {
-                    tracing::warn!(target: "wasmzip::audit", subject = %subject_name, rule = %w.rule, item = %w.item, "policy warning: {}", w.message);
+                    tracing::warn!(target: "wasmzip::audit", subject = %subject, digest = %facts.digest, rule = %w.rule, item = %w.item, "policy warning: {}", w.message);
                 }
-                tracing::info!(target: "wasmzip::audit", subject = %subject_name, rule = %verdict.rule, digest = %package.digest(), archive = %package.archive_digest(), "admitted by policy {}", self.policy.label());
+                tracing::info!(target: "wasmzip::audit", subject = %subject, digest = %facts.digest, rule = %verdict.rule, "admitted by policy {}", self.policy.label());
             }
             Err(refusal) => {
-                tracing::warn!(target: "wasmzip::audit", subject = %subject_name, rule = %refusal.rule, item = %refusal.item, "refused: {refusal}");
+                tracing::warn!(target: "wasmzip::audit", subject = %subject, digest = %facts.digest, rule = %refusal.rule, item = %refusal.item, "refused: {refusal}");
             }
         }
         result
     }
 
-    fn decide(
-        &self,
-        package: &VerifiedPackage,
-        deployment: &Deployment<'_>,
-    ) -> Result<Verdict, Refusal> {
-        let manifest = package.manifest();
-        let inventory: Option<Vec<InventoryItem>> = match package.sbom() {
+    fn decide(&self, facts: &PackageFacts<'_>, deployment: &Deployment<'_>) -> Result<Verdict, Refusal> {
+        let manifest = facts.manifest;
+        let inventory: Option<Vec<InventoryItem>> = match facts.sbom {
             Some(bytes) => Some(
                 wasmzip_package::sbom::read_inventory(bytes)
                     .map_err(|e| Refusal {
@@ -70,18 +62,12 @@ impl Gate {
                     })?
                     .items
                     .into_iter()
-                    .map(|i| InventoryItem {
-                        kind: i.kind,
-                        name: i.name,
-                        version: i.version,
-                        purl: i.purl,
-                        licenses: i.licenses,
-                    })
+                    .map(|i| InventoryItem { kind: i.kind, name: i.name, version: i.version, purl: i.purl, licenses: i.licenses })
                     .collect(),
             ),
             None => None,
         };
-        let signers = package.valid_signers();
+        let signers = facts.valid_signers();
         let subject = Subject {
             name: manifest.name.as_str(),
             version: &manifest.version,

@@ -134,6 +134,8 @@ async fn deploy(State(state): State<AdminState>, headers: HeaderMap, RawQuery(qu
             // (a route conflict, a limit) are about the deployment, and say so themselves.
             let message = match &e {
                 DeployError::Package(_) => format!("{upload} was refused: {}", for_client(&e)),
+                // The rule and the item, not the server's policy file path.
+                DeployError::Policy(r) => format!("{upload} was refused by the deploy policy, rule {}: {}: {}", r.rule, r.package, r.message),
                 other => other.to_string(),
             };
             error(status_of(&e), message)

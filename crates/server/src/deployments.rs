@@ -11,7 +11,7 @@ use serde::Serialize;
 use wasmzip_keystore::Keystore;
 use wasmzip_nn::{NnConfig, NnError};
 use wasmzip_package::manifest::World;
-use wasmzip_package::{Capability, PackageError, ResourceSink, TokenError, TrustPolicy};
+use wasmzip_package::{AdmitError, Capability, PackageError, PackageFacts, ResourceSink, TokenError, TrustPolicy};
 use wasmzip_runtime::capabilities::filesystem::Mount;
 use wasmzip_runtime::{Entrypoint, GuestLimits, HostResources, KeystoreSource, OperatorGrants, PlanError, Runtime, RuntimeError, plan};
 
@@ -343,10 +343,11 @@ impl Deployments {
 
     /// Deploys a package file from the command line unless the same digest with the same grants
     /// already serves.
-    pub async fn deploy_file(&self, package: &Path, grants: &[Capability], grant_requested: bool) -> Result<FunctionInfo, DeployError> {
+    /// `allow_downgrade` is `serve --allow-downgrade`.
+    pub async fn deploy_file(&self, package: &Path, grants: &[Capability], grant_requested: bool, allow_downgrade: bool) -> Result<FunctionInfo, DeployError> {
         let staged = self.store.staging_path()?;
         std::fs::copy(package, &staged).map_err(|error| StoreError::Io { action: "copy", path: package.to_path_buf(), error })?;
-        let result = self.deploy_inner(&staged, grants, grant_requested, true, false).await;
+        let result = self.deploy_inner(&staged, grants, grant_requested, true, allow_downgrade).await;
         if result.is_err() {
             let _ = std::fs::remove_file(&staged);
         }
@@ -436,19 +437,26 @@ fn load_blocking(
     grants: &[Capability],
     admission: &Admission,
 ) -> Result<LoadedFunction, DeployError> {
-    let package = wasmzip_package::verify_package(path, &policy.trust, ResourceSink::Extract { root: &policy.resources_root })?;
-    let component = package.only_component(World::Http)?;
-    if let Some(gate) = &policy.gate {
-        let name = package.manifest().name.as_str();
-        let deployed = admission.deployed.get(name).and_then(|v| semver::Version::parse(v).ok());
-        let effective = wasmzip_package::effective_grants(component.requested(), grants, version.grant_requested);
+    // The policy decides before any component or resource is read (or extracted into the cache).
+    let admit = |facts: &PackageFacts<'_>| -> Result<(), wasmzip_policy::Refusal> {
+        let Some(gate) = &policy.gate else { return Ok(()) };
+        // Without its one `http` component, choosing it below refuses the package.
+        let Some((component, entry)) = facts.manifest.default_component(World::Http) else { return Ok(()) };
+        let deployed = admission.deployed.get(facts.manifest.name.as_str()).and_then(|v| semver::Version::parse(v).ok());
+        let effective = wasmzip_package::effective_grants(&entry.capabilities, grants, version.grant_requested);
         let deployment = wasmzip_policy::Deployment {
-            grants: &[(component.name().to_string(), effective)],
+            grants: &[(component.to_string(), effective)],
             deployed_version: deployed.as_ref(),
             allow_downgrade: admission.allow_downgrade,
         };
-        gate.admit(&package, &deployment)?;
-    }
+        gate.admit(facts, &deployment).map(drop)
+    };
+    let package = match wasmzip_package::verify_package_admitted(path, &policy.trust, ResourceSink::Extract { root: &policy.resources_root }, admit) {
+        Ok(package) => package,
+        Err(AdmitError::Package(e)) => return Err(e.into()),
+        Err(AdmitError::Refused(refusal)) => return Err(refusal.into()),
+    };
+    let component = package.only_component(World::Http)?;
     let host = HostResources {
         mounts: policy.mounts.clone(),
         env: policy.env.clone(),
@@ -500,7 +508,7 @@ fn load_blocking(
         version: version_name,
         digest: package.digest().to_string(),
         archive_digest: package.archive_digest().to_string(),
-        signers: package.valid_signers().iter().map(|k| k.to_string()).collect(),
+        signers: package.trusted_signers().iter().map(|k| k.to_string()).collect(),
         sequence: version.sequence,
         routes,
         limits,

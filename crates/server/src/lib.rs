@@ -58,6 +58,8 @@ pub struct ServeConfig {
     pub trust: TrustPolicy,
     /// The deploy policy every version must pass (`--policy`, `--advisories`).
     pub gate: Option<Arc<wasmzip_policy::Gate>>,
+    /// Let the packages given on the command line go below the versions the data directory serves.
+    pub allow_downgrade: bool,
     /// Packages to deploy at start, on top of what the data directory holds.
     pub packages: Vec<PathBuf>,
     /// Grants for those packages.
@@ -203,7 +205,7 @@ pub async fn serve(
     let store = LocalStore::open(&config.data_dir)?;
     let deployments = Arc::new(Deployments::open(runtime.clone(), Box::new(store), policy, metrics.clone()).await?);
     for package in &config.packages {
-        let info = deployments.deploy_file(package, &config.grants, config.grant_requested).await?;
+        let info = deployments.deploy_file(package, &config.grants, config.grant_requested, config.allow_downgrade).await?;
         tracing::info!(function = %info.name, routes = ?info.routes, "serving {}", package.display());
     }
 
