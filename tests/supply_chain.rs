@@ -291,6 +291,15 @@ fn the_sbom_describes_components_dependencies_and_resources() {
     let wit_bindgen = components_named(&sbom, "wit-bindgen");
     assert!(!wit_bindgen.is_empty(), "the lock file's packages are listed");
     assert_eq!(wit_bindgen[0]["hashes"][0]["alg"], "SHA-256", "with the lock file's checksum");
+    // A component whose custom sections do not parse cannot be described, so it is not packed.
+    let mut broken = wat::parse_str("(component)").unwrap();
+    broken.extend_from_slice(b"\0\x04name");
+    let broken_wasm = ws.path("broken.wasm");
+    std::fs::write(&broken_wasm, broken).unwrap();
+    let bdir = pack_dir(&ws, "broken", &broken_wasm, "cli", "");
+    let r = run(["pack".as_ref(), bdir.as_os_str(), "--unsigned".as_ref(), "-o".as_ref(), ws.path("broken.wasmzip").as_os_str()]);
+    r.expect_code(REFUSED).stderr_has(&["components/broken.wasm", "metadata"]);
+    assert!(!ws.path("broken.wasmzip").exists());
     let bad_lock = ws.path("Bad.lock");
     std::fs::write(&bad_lock, "[[package]]\nname = \"x\"\n").unwrap();
     let r = run(["pack".as_ref(), dir.as_os_str(), "--unsigned".as_ref(), "-o".as_ref(), ws.path("bad.wasmzip").as_os_str(), "--sbom-from".as_ref(), bad_lock.as_os_str()]);
@@ -467,6 +476,13 @@ fn refused_dependencies_and_advisories_name_what_matched() {
     };
     let deps = policy(&ws, "deps", &format!("[[functions]]\nnames = [\"*\"]\nsigners = [\"dev\"]\n\n[[sbom.refuse_dependencies]]\nname = \"serde\"\nversions = \"<={serde_version}\"\n"));
     serve_refuses(&deps, None, &["sbom.refuse_dependencies[0]", &format!("serde {serde_version}")]);
+    // The same rule for versions this serde is not: deployed, and the log names both digests.
+    let old_deps = policy(&ws, "old-deps", "[[functions]]\nnames = [\"*\"]\nsigners = [\"dev\"]\n\n[[sbom.refuse_dependencies]]\nname = \"serde\"\nversions = \"<1.0.0\"\n");
+    let server = Server::start(ws.serve_args(&ws.path("data-old-deps"), &["--policy".as_ref(), old_deps.as_os_str()]), &[]);
+    server.cli(&["deploy".as_ref(), pkg.as_os_str(), "--grant-requested".as_ref()]).expect_code(0);
+    let archive = wasmzip_package::sha256_file(&pkg).unwrap().0;
+    server.wait_for_log(&["deployed", &archive], std::time::Duration::from_secs(10));
+    drop(server);
 
     // An OSV advisory against that serde: refused, naming the advisory and the dependency.
     let advisories = ws.path("advisories");

@@ -198,6 +198,13 @@ impl PackageSpec {
         // Schema 1 (the lenient format, still read) when the manifest is deflated and nothing needs
         // schema 2; otherwise format 2, laid out exactly as `pack` writes it.
         let format_2 = !self.deflate_manifest || entries.values().any(|e: &ComponentEntry| e.reuse.is_some());
+        if format_2 {
+            // The writer's one order: components by component name, then resources by name.
+            members.sort_by_key(|(member, _, _)| match member.strip_prefix("components/").and_then(|m| m.strip_suffix(".wasm")) {
+                Some(component) => (0, component.to_string()),
+                None => (1, member.clone()),
+            });
+        }
         let mut deflated = BTreeMap::new();
         for (member, compression, bytes) in &members {
             if format_2 && *compression == Compression::Deflated {
@@ -373,7 +380,7 @@ pub fn check(input: &MutatedPackage) {
         let components: BTreeMap<Name, Vec<u8>> = report.components.iter().map(|(n, b)| (n.clone(), b.to_vec())).collect();
         assert!(components == built.components, "inspect read other components");
         if !built.signed {
-            assert!(matches!(verified, Err(PackageError::Unsigned)), "an unsigned package: {:?}", verified.err());
+            assert!(matches!(verified.as_ref().map_err(|e| e.fault()), Err(PackageError::Unsigned)), "an unsigned package: {:?}", verified.err());
             return;
         }
     }

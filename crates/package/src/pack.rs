@@ -293,7 +293,10 @@ fn make_sbom(
             .collect(),
         cargo_lock: options.sbom_from,
     };
-    crate::sbom::generate(&inputs_for_sbom).map_err(|e| sbom_error("--sbom-from", e.to_string()))
+    crate::sbom::generate(&inputs_for_sbom).map_err(|e| {
+        let key = if matches!(e, crate::sbom::SbomError::CargoLock { .. } | crate::sbom::SbomError::Io { .. }) { "--sbom-from" } else { "components" };
+        sbom_error(key, e.to_string())
+    })
 }
 
 /// Writes to a temporary file beside `output` and renames it into place, so a failure leaves nothing

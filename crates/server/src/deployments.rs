@@ -337,7 +337,9 @@ impl Deployments {
         if let Err(e) = self.store.collect_garbage(&state) {
             tracing::warn!("cannot remove packages no version refers to: {e}");
         }
-        tracing::info!(function = %name, "deployed");
+        let active = state.functions.get(&name).and_then(|f| f.active());
+        let (digest, archive) = active.map(|a| (a.digest.as_str(), a.archive_digest.as_str())).unwrap_or_default();
+        tracing::info!(function = %name, digest = %digest, archive = %archive, "deployed");
         Ok(self.info(&state, &name).expect("just deployed"))
     }
 

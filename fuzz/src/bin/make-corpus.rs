@@ -84,7 +84,7 @@ fn main() {
         let dir = scratch.join(name);
         std::fs::create_dir_all(dir.join("labels")).unwrap();
         std::fs::write(dir.join("wasmzip.toml"), toml).unwrap();
-        std::fs::write(dir.join("hello.wasm"), [COMPONENT_PREAMBLE, b"\0\x04name"].concat()).unwrap();
+        std::fs::write(dir.join("hello.wasm"), [COMPONENT_PREAMBLE, b"\0\x07\x06corpus"].concat()).unwrap();
         std::fs::write(dir.join("greeting.txt"), b"hi from resources\n").unwrap();
         std::fs::write(dir.join("labels/up.txt"), b"0 up\n1 right\n2 down\n3 left\n".repeat(4)).unwrap();
         std::fs::write(dir.join("model.onnx"), b"\x08\x07\x12\x04fuzz").unwrap();
