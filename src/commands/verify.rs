@@ -74,5 +74,8 @@ fn report(path: &std::path::Path, package: &VerifiedPackage) {
     }
     println!("sbom {}", if package.sbom().is_some() { "present" } else { "none" });
     println!("digest sha256:{}", package.digest());
-    println!("archive sha256:{}", package.archive_digest());
+    match package.archive_digest() {
+        Ok(archive) => println!("archive sha256:{archive}"),
+        Err(e) => eprintln!("wasmzip: warning: cannot hash {} for its archive digest: {e}", path.display()),
+    }
 }

@@ -55,7 +55,7 @@ pub enum ResourceSink<'a> {
 pub struct VerifiedPackage {
     manifest: PackageManifest,
     digest: String,
-    archive_digest: String,
+    archive: Arc<ArchiveFile>,
     signer: Signer,
     signatures: Vec<SignatureCheck>,
     sbom: Option<Arc<[u8]>>,
@@ -106,9 +106,10 @@ impl VerifiedPackage {
     }
 
     /// SHA-256 of the archive file's bytes: the digest an OCI registry names it by. Unlike the
-    /// package digest it changes when a signature is added.
-    pub fn archive_digest(&self) -> &str {
-        &self.archive_digest
+    /// package digest it changes when a signature is added. Computed on the first call (one more pass
+    /// over the file verified, which `run` never pays for).
+    pub fn archive_digest(&self) -> Result<&str, PackageError> {
+        self.archive.digest()
     }
 
     /// The first trusted key whose signature holds (or `Unsigned`).
@@ -311,18 +312,17 @@ fn verify_in<E>(
         None => return Err(package(PackageError::Unsigned)),
     };
     opened.check_member_set().map_err(package)?;
-    let archive_digest = ArchiveDigest::start(opened.reader.get_ref()).map_err(|e| package(PackageError::io(path, "read", e)))?;
     let meta = opened.read_meta().map_err(package)?;
     let signers: Vec<KeyId> = signatures.iter().map(|s| s.key).collect();
     let provenance = meta.provenance.as_deref().map(|bytes| crate::provenance::read(bytes, &opened.manifest, &signers)).transpose().map_err(package)?;
     let digest = sha256_hex(&opened.manifest_bytes);
     admit(&PackageFacts { manifest: &opened.manifest, digest: &digest, signatures: &signatures, sbom: meta.sbom.as_deref() }).map_err(AdmitError::Refused)?;
     let members = opened.read_payload(resources).map_err(package)?;
-    let archive_digest = archive_digest.join().map_err(|e| package(PackageError::io(path, "read", e)))?;
     let resources_hold = members.resources_dir.as_deref().map(ResourcesHold::take).transpose().map_err(package)?.map(Arc::new);
+    let file = opened.reader.get_ref().try_clone().map_err(|e| package(PackageError::io(path, "open", e)))?;
     Ok(VerifiedPackage {
         digest,
-        archive_digest,
+        archive: Arc::new(ArchiveFile { file, path: path.to_path_buf(), digest: Default::default() }),
         manifest: opened.manifest,
         signer,
         signatures,
@@ -345,7 +345,6 @@ fn inspect_in(path: &Path) -> Result<PackageReport, PackageError> {
     let claimed_signers = opened.envelope.as_ref().map(|e| e.key_ids()).unwrap_or_default();
     let signatures = opened.envelope.as_ref().map(|e| e.check_integrity(&opened.manifest_bytes)).transpose()?.unwrap_or_default();
     opened.check_member_set()?;
-    let archive_digest = ArchiveDigest::start(opened.reader.get_ref()).map_err(|e| PackageError::io(path, "read", e))?;
     let meta = opened.read_meta()?;
     let provenance = meta.provenance.as_deref().map(|bytes| crate::provenance::read(bytes, &opened.manifest, &claimed_signers)).transpose()?;
     let components = opened.read_payload(ResourceSink::Discard)?.components;
@@ -354,7 +353,7 @@ fn inspect_in(path: &Path) -> Result<PackageReport, PackageError> {
         let pin = opened.manifest.members.iter().find(|p| p.name == model.member).cloned().expect("checked in PackageManifest::from_bytes");
         models.insert(name, opened.read_pinned(&pin, Vec::with_capacity(pin.size as usize))?);
     }
-    let archive_digest = archive_digest.join().map_err(|e| PackageError::io(path, "read", e))?;
+    let archive_digest = sha256_of_open_file(opened.reader.get_ref()).map_err(|e| PackageError::io(path, "read", e))?;
     Ok(PackageReport {
         digest: sha256_hex(&opened.manifest_bytes),
         archive_digest,
@@ -432,53 +431,40 @@ struct Opened {
     envelope: Option<CheckedEnvelope>,
 }
 
-/// The SHA-256 of a whole file, computed on its own thread from a second handle on the same open
-/// file (so it is the file verified, even if the path is replaced meanwhile).
-/// Started only once the member set is known to be right; dropped unfinished (when verification
-/// fails), it stops at its next chunk.
-struct ArchiveDigest {
-    thread: Option<std::thread::JoinHandle<std::io::Result<String>>>,
-    cancelled: Arc<std::sync::atomic::AtomicBool>,
+/// The verified package file, kept open so that its own SHA-256 can be computed when it is asked for
+/// (`run` never asks; a deploy's record and `verify`'s report do). It is the same open file that was
+/// verified, even if the path has been replaced since.
+#[derive(Debug)]
+struct ArchiveFile {
+    file: File,
+    path: PathBuf,
+    digest: std::sync::OnceLock<String>,
 }
 
-impl ArchiveDigest {
-    fn start(file: &File) -> std::io::Result<Self> {
-        use sha2::Digest as _;
-        use std::os::unix::fs::FileExt;
-        use std::sync::atomic::Ordering;
-        let file = file.try_clone()?;
-        let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stop = cancelled.clone();
-        let thread = std::thread::Builder::new().name("archive-digest".into()).spawn(move || {
-            let mut hasher = sha2::Sha256::new();
-            let mut buf = vec![0u8; 1 << 20];
-            let mut offset = 0u64;
-            loop {
-                if stop.load(Ordering::Relaxed) {
-                    return Err(std::io::Error::other("cancelled"));
-                }
-                let n = file.read_at(&mut buf, offset)?;
-                if n == 0 {
-                    return Ok(hex::encode(hasher.finalize()));
-                }
-                hasher.update(&buf[..n]);
-                offset += n as u64;
-            }
-        })?;
-        Ok(ArchiveDigest { thread: Some(thread), cancelled })
-    }
-
-    fn join(mut self) -> std::io::Result<String> {
-        let thread = self.thread.take().expect("joined once");
-        thread.join().unwrap_or_else(|_| Err(std::io::Error::other("the thread hashing the archive panicked")))
-    }
-}
-
-impl Drop for ArchiveDigest {
-    fn drop(&mut self) {
-        if self.thread.is_some() {
-            self.cancelled.store(true, std::sync::atomic::Ordering::Relaxed);
+impl ArchiveFile {
+    fn digest(&self) -> Result<&str, PackageError> {
+        if let Some(d) = self.digest.get() {
+            return Ok(d);
         }
+        let d = sha256_of_open_file(&self.file).map_err(|e| PackageError::io(&self.path, "read", e))?;
+        Ok(self.digest.get_or_init(|| d))
+    }
+}
+
+/// The SHA-256 of an open file's bytes, read by offset (the file's own position is left alone).
+fn sha256_of_open_file(file: &File) -> std::io::Result<String> {
+    use sha2::Digest as _;
+    use std::os::unix::fs::FileExt;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut offset = 0u64;
+    loop {
+        let n = file.read_at(&mut buf, offset)?;
+        if n == 0 {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+        offset += n as u64;
     }
 }
 

@@ -509,7 +509,7 @@ fn load_blocking(
         name,
         version: version_name,
         digest: package.digest().to_string(),
-        archive_digest: package.archive_digest().to_string(),
+        archive_digest: package.archive_digest()?.to_string(),
         signers: package.trusted_signers().iter().map(|k| k.to_string()).collect(),
         sequence: version.sequence,
         routes,
