@@ -21,6 +21,22 @@ pub fn sha256_file(path: &Path) -> Result<(String, u64), PackageError> {
     Ok(reader.finish())
 }
 
+/// Lower-case hex SHA-256 of an open file's bytes, read by offset (its own position is left alone).
+pub(crate) fn sha256_open_file(file: &File) -> io::Result<String> {
+    use std::os::unix::fs::FileExt;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut offset = 0u64;
+    loop {
+        let n = file.read_at(&mut buf, offset)?;
+        if n == 0 {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+        offset += n as u64;
+    }
+}
+
 /// A reader that hashes what passes through it.
 pub struct HashingReader<R> {
     inner: R,

@@ -188,14 +188,14 @@ fn pack_author(author: &AuthorManifest, manifest_path: &Path, base: &Path, optio
         inputs.push(Input::deflated(format!("components/{name}.wasm"), bytes)?);
     }
     for (member, path) in resources {
-        let (sha256, size) = sha256_file(&path)?;
+        let size = std::fs::metadata(&path).map_err(|e| PackageError::io(&path, "read", e))?.len();
         if size >= STORE_UNCOMPRESSED_FROM {
+            // Streamed from the file when the archive is written, and hashed again then.
+            let (sha256, size) = sha256_file(&path)?;
             inputs.push(Input { member: member.clone(), pin: MemberPin { name: member, size, sha256, deflated: None }, body: Body::File(path) });
         } else {
+            // Read once: pinned and deflated from the same bytes.
             let bytes = std::fs::read(&path).map_err(|e| PackageError::io(&path, "read", e))?;
-            if sha256_hex(&bytes) != sha256 {
-                return Err(PackageError::member(&member, format!("{} changed while it was being packed", path.display())));
-            }
             inputs.push(Input::deflated(member, &bytes)?);
         }
     }

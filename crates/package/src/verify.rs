@@ -353,7 +353,7 @@ fn inspect_in(path: &Path) -> Result<PackageReport, PackageError> {
         let pin = opened.manifest.members.iter().find(|p| p.name == model.member).cloned().expect("checked in PackageManifest::from_bytes");
         models.insert(name, opened.read_pinned(&pin, Vec::with_capacity(pin.size as usize))?);
     }
-    let archive_digest = sha256_of_open_file(opened.reader.get_ref()).map_err(|e| PackageError::io(path, "read", e))?;
+    let archive_digest = crate::hashing::sha256_open_file(opened.reader.get_ref()).map_err(|e| PackageError::io(path, "read", e))?;
     Ok(PackageReport {
         digest: sha256_hex(&opened.manifest_bytes),
         archive_digest,
@@ -418,9 +418,21 @@ fn add_signature_in(path: &Path, key: &crate::SigningKey, output: &Path) -> Resu
         Ok(())
     };
     // What was copied is checked again, in the new file, before it takes the old one's place.
-    let check = |written: &Path| inspect_in(written).map(drop);
+    let check = |written: &Path| check_integrity(written);
     crate::pack::write_atomically(output, fill, Some(&check))?;
     Ok(signatures.iter().filter_map(|s| KeyId::parse(&s.keyid)).collect())
+}
+
+/// Every digest and every signature that carries its key, trusting none: what `sign` checks of the
+/// file it wrote.
+fn check_integrity(path: &Path) -> Result<(), PackageError> {
+    let mut opened = Opened::open(path)?;
+    if let Some(envelope) = &opened.envelope {
+        envelope.check_integrity(&opened.manifest_bytes)?;
+    }
+    opened.check_member_set()?;
+    opened.read_meta()?;
+    opened.read_payload(ResourceSink::Discard).map(drop)
 }
 
 struct Opened {
@@ -446,25 +458,8 @@ impl ArchiveFile {
         if let Some(d) = self.digest.get() {
             return Ok(d);
         }
-        let d = sha256_of_open_file(&self.file).map_err(|e| PackageError::io(&self.path, "read", e))?;
+        let d = crate::hashing::sha256_open_file(&self.file).map_err(|e| PackageError::io(&self.path, "read", e))?;
         Ok(self.digest.get_or_init(|| d))
-    }
-}
-
-/// The SHA-256 of an open file's bytes, read by offset (the file's own position is left alone).
-fn sha256_of_open_file(file: &File) -> std::io::Result<String> {
-    use sha2::Digest as _;
-    use std::os::unix::fs::FileExt;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut offset = 0u64;
-    loop {
-        let n = file.read_at(&mut buf, offset)?;
-        if n == 0 {
-            return Ok(hex::encode(hasher.finalize()));
-        }
-        hasher.update(&buf[..n]);
-        offset += n as u64;
     }
 }
 

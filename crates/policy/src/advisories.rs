@@ -530,6 +530,7 @@ mod tests {
             version: Some(version.into()),
             purl: purl.map(str::to_string),
             licenses: Vec::new(),
+            ..InventoryItem::default()
         }
     }
 

@@ -382,6 +382,7 @@ signers = ["ci"]
             version: Some(version.into()),
             purl: Some(format!("pkg:cargo/{name}@{version}")),
             licenses: licenses.iter().map(|l| l.to_string()).collect(),
+            ..InventoryItem::default()
         }
     }
 

@@ -60,10 +60,7 @@ impl Gate {
                         item: wasmzip_package::manifest::SBOM_MEMBER.into(),
                         message: format!("the package's SBOM cannot be read: {e}"),
                     })?
-                    .items
-                    .into_iter()
-                    .map(|i| InventoryItem { kind: i.kind, name: i.name, version: i.version, purl: i.purl, licenses: i.licenses })
-                    .collect(),
+                    .items,
             ),
             None => None,
         };

@@ -189,43 +189,8 @@ pub struct Subject<'a> {
     pub allow_downgrade: bool,
 }
 
-/// One thing an SBOM lists (the caller converts from the SBOM reader).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct InventoryItem {
-    /// What it is (`library`, `application`, ...); `library` or empty reads as "dependency".
-    pub kind: String,
-    /// Its name.
-    pub name: String,
-    /// Its version, as the SBOM writes it.
-    pub version: Option<String>,
-    /// Its package URL (`pkg:cargo/serde@1.0.0`), if any.
-    pub purl: Option<String>,
-    /// Its licences: SPDX ids, SPDX expressions or free names, all of which apply.
-    pub licenses: Vec<String>,
-}
-
-impl InventoryItem {
-    /// `NAME@VERSION` (or `NAME`), the item's name in a [`Refusal`] or [`Finding`].
-    pub fn id(&self) -> String {
-        match &self.version {
-            Some(v) => format!("{}@{v}", self.name),
-            None => self.name.clone(),
-        }
-    }
-
-    /// How messages name it: ``dependency `foo 1.0.0` ``.
-    pub fn describe(&self) -> String {
-        let kind = if self.kind.is_empty() || self.kind == "library" {
-            "dependency"
-        } else {
-            self.kind.as_str()
-        };
-        match &self.version {
-            Some(v) => format!("{kind} `{} {v}`", self.name),
-            None => format!("{kind} `{}` (no version)", self.name),
-        }
-    }
-}
+/// One thing an SBOM lists, as the package crate's SBOM reader gives it.
+pub use wasmzip_package::sbom::InventoryItem;
 
 /// A package the policy allows, with what it noticed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -92,7 +92,7 @@ pub struct Inventory {
 }
 
 /// One component an SBOM lists.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct InventoryItem {
     /// Its `bom-ref`, when it has one.
     pub bom_ref: Option<String>,
@@ -106,6 +106,26 @@ pub struct InventoryItem {
     pub purl: Option<String>,
     /// Its licences, each an SPDX id, an SPDX expression, or a licence name as written.
     pub licenses: Vec<String>,
+}
+
+impl InventoryItem {
+    /// `NAME@VERSION` (or `NAME`), how a policy's refusal names it.
+    pub fn id(&self) -> String {
+        match &self.version {
+            Some(v) => format!("{}@{v}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    /// How messages name it: ``dependency `foo 1.0.0` `` (a `library`, or an item of no type, is a
+    /// dependency).
+    pub fn describe(&self) -> String {
+        let kind = if self.kind.is_empty() || self.kind == "library" { "dependency" } else { self.kind.as_str() };
+        match &self.version {
+            Some(v) => format!("{kind} `{} {v}`", self.name),
+            None => format!("{kind} `{}` (no version)", self.name),
+        }
+    }
 }
 
 /// Why an SBOM could not be generated, validated or read. Each variant names the file, member or JSON
