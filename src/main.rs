@@ -3,7 +3,9 @@
 mod admin_client;
 mod commands;
 mod exit;
+mod oci_input;
 mod options;
+mod registry_options;
 
 use std::process::ExitCode;
 
@@ -27,6 +29,8 @@ enum Command {
     Cache(commands::cache::CacheArgs),
     Pack(commands::pack::PackArgs),
     Sign(commands::sign::SignArgs),
+    Push(commands::push::PushArgs),
+    Pull(commands::pull::PullArgs),
     Verify(commands::verify::VerifyArgs),
     Inspect(commands::inspect::InspectArgs),
     Sbom(commands::sbom::SbomArgs),
@@ -97,6 +101,8 @@ fn main() -> ExitCode {
             Command::Cache(args) => commands::cache::run(args),
             Command::Pack(args) => commands::pack::run(args),
             Command::Sign(args) => commands::sign::run(args),
+            Command::Push(args) => commands::push::run(args).await,
+            Command::Pull(args) => commands::pull::run(args).await,
             Command::Sbom(args) => commands::sbom::run(args),
             Command::Verify(args) => commands::verify::run(args),
             Command::Inspect(args) => commands::inspect::run(args),

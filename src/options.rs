@@ -40,9 +40,10 @@ pub fn init_logging(format: LogFormat, default: &str) {
 /// Which signers are trusted.
 #[derive(Debug, Args)]
 pub struct TrustOptions {
-    /// A public key (PEM) whose signatures are trusted; repeatable. Every `*.pub` in the directory named
-    /// by WASMZIP_TRUST is trusted too.
-    #[arg(long = "trust", value_name = "PUB")]
+    /// A public key (PEM) whose signatures are trusted, or a directory whose every `*.pub` is (a
+    /// mounted ConfigMap, say); repeatable. Every `*.pub` in the directory named by WASMZIP_TRUST is
+    /// trusted too.
+    #[arg(long = "trust", value_name = "PUB|DIR")]
     pub trust: Vec<PathBuf>,
     /// Accept a package that carries no signature (a warning is printed).
     #[arg(long)]
@@ -54,7 +55,15 @@ impl TrustOptions {
     pub fn policy(&self) -> Result<TrustPolicy> {
         let mut trusted = Vec::new();
         for path in &self.trust {
-            trusted.push(PublicKey::from_pem_file(path)?);
+            if path.is_dir() {
+                let keys = PublicKey::from_dir(path).with_context(|| format!("--trust {}", path.display()))?;
+                if keys.is_empty() {
+                    bail!("--trust {}: the directory holds no *.pub key", path.display());
+                }
+                trusted.extend(keys);
+            } else {
+                trusted.push(PublicKey::from_pem_file(path)?);
+            }
         }
         if let Some(dir) = std::env::var_os("WASMZIP_TRUST").filter(|d| !d.is_empty()) {
             let dir = PathBuf::from(dir);

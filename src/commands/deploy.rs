@@ -10,16 +10,20 @@ use wasmzip_package::Capability;
 
 use crate::commands::bare::{is_wasm, pack_http};
 use crate::admin_client::{AdminClient, ServerOptions, encode};
+use crate::registry_options::RegistryOptions;
 
 /// Deploy a package to a running `wasmzip serve` (verified against the server's trusted keys).
 #[derive(Debug, Args)]
 pub struct DeployArgs {
-    /// The package, or a bare .wasm component for development: it is packed unsigned, requesting
-    /// exactly the --grant tokens, named after the file and served at `/` (the server must allow
-    /// unsigned packages).
+    /// The package: a file, an OCI reference (`HOST[:PORT]/PATH:TAG` or `…@sha256:…`, pulled here
+    /// with the --registry-* options and sent as a file), or a bare .wasm component for development:
+    /// it is packed unsigned, requesting exactly the --grant tokens, named after the file and served
+    /// at `/` (the server must allow unsigned packages).
     pub package: PathBuf,
     #[command(flatten)]
     pub server: ServerOptions,
+    #[command(flatten)]
+    pub registry: RegistryOptions,
     /// Grant a capability to this deployment; repeatable.
     #[arg(long = "grant", value_name = "TOKEN")]
     pub grant: Vec<Capability>,
@@ -38,8 +42,13 @@ pub async fn run(args: DeployArgs) -> Result<u8> {
     // it, and the refusal could otherwise be lost to a broken pipe while the package is still sending.
     client.call(Method::GET, "/v1/functions", Bytes::new()).await?;
     // Anything but a bare .wasm goes up as it is: the server verifies packages.
-    let packed = if is_wasm(&args.package)? { Some(pack_http(&args.package, &args.grant, args.grant_requested)?) } else { None };
-    let path = packed.as_ref().map_or(&args.package, |p| &p.path);
+    let pulled = if crate::oci_input::is_reference(&args.package) { Some(crate::oci_input::pull_to_temp(&args.registry, &args.package.to_string_lossy()).await?) } else { None };
+    let packed = if pulled.is_none() && is_wasm(&args.package)? { Some(pack_http(&args.package, &args.grant, args.grant_requested)?) } else { None };
+    let path = match (&pulled, &packed) {
+        (Some(file), _) => file.path(),
+        (None, Some(p)) => p.path.as_path(),
+        (None, None) => args.package.as_path(),
+    };
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut query: Vec<String> = args.grant.iter().map(|g| format!("grant={}", encode(&g.to_string()))).collect();
     if args.grant_requested {

@@ -8,6 +8,8 @@ pub mod inspect;
 pub mod keygen;
 pub mod keys;
 pub mod pack;
+pub mod pull;
+pub mod push;
 pub mod remove;
 pub mod rollback;
 pub mod run;

@@ -8,19 +8,22 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use wasmzip_package::manifest::{ByteSize, parse_duration};
 use wasmzip_runtime::PoolConfig;
-use wasmzip_server::{ServeConfig, Stop};
+use wasmzip_server::nats::NatsOptions;
+use wasmzip_server::{ClusterConfig, ServeConfig, Stop};
 use wasmzip_server::function::OperatorLimits;
 use wasmzip_server::reuse::OperatorReuse;
 
 use crate::commands::bare::{Input, pack_http, sniff};
 use crate::options::{CacheOptions, GrantOptions, KeystoreOptions, LimitOptions, NnOptions, PolicyOptions, TrustOptions};
+use crate::registry_options::RegistryOptions;
 
 /// Serve `http` packages: WASI 0.2 handlers with a fresh instance per request, WASI 0.3 handlers
 /// with instances reused within limits; an admin API, metrics, graceful shutdown.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Packages to deploy at start (as new versions on top of what the data directory holds), or
-    /// bare .wasm components for development (served at `/`, granted only by --grant; they need
+    /// Packages to deploy at start (as new versions on top of what the data directory holds): files,
+    /// OCI references (`HOST[:PORT]/PATH:TAG` or `…@sha256:…`, pulled with the --registry-* options),
+    /// or bare .wasm components for development (served at `/`, granted only by --grant; they need
     /// --allow-unsigned).
     pub packages: Vec<PathBuf>,
     /// Public listener.
@@ -107,6 +110,127 @@ pub struct ServeArgs {
     pub keystore: KeystoreOptions,
     #[command(flatten)]
     pub nn: NnOptions,
+    #[command(flatten)]
+    pub cluster: ClusterOptions,
+    #[command(flatten)]
+    pub registry: RegistryOptions,
+}
+
+/// Cluster mode: many nodes converging on one desired state in NATS JetStream, packages in an OCI
+/// registry.
+#[derive(Debug, Args)]
+pub struct ClusterOptions {
+    /// Join a cluster whose desired state is in NATS JetStream at these servers
+    /// (`nats://HOST:PORT`, comma-separated, any of which will do).
+    #[arg(long, env = "WASMZIP_CLUSTER", value_name = "URL[,URL…]", value_delimiter = ',')]
+    pub cluster: Vec<String>,
+    /// The key-value bucket holding the desired state (one key per function); node status goes to
+    /// BUCKET-nodes. Both are made when missing.
+    #[arg(long, default_value = "wasmzip", value_name = "NAME", requires = "cluster")]
+    pub cluster_bucket: String,
+    /// Replicas of each bucket, when this node makes it (3 for a 3-node JetStream cluster).
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=5), requires = "cluster")]
+    pub cluster_replicas: u16,
+    /// Where packages deployed through this node's admin API go: an OCI repository
+    /// (`HOST[:PORT]/PATH`; each package at PATH/NAME:VERSION). Without it this node serves and
+    /// rolls back but refuses package uploads.
+    #[arg(long, value_name = "REPOSITORY", requires = "cluster")]
+    pub cluster_registry: Option<String>,
+    /// This node's name in the cluster (default: the host name).
+    #[arg(long, env = "WASMZIP_NODE_NAME", value_name = "NAME", requires = "cluster")]
+    pub node_name: Option<String>,
+    /// How long a node's status lives unless it reports again: a node that stops reporting drops
+    /// out of `wasmzip functions --nodes` after this long.
+    #[arg(long, default_value = "15s", value_name = "DURATION", value_parser = |s: &str| parse_duration(s), requires = "cluster")]
+    pub cluster_node_ttl: Duration,
+    /// How often the whole desired state is read again, besides watching it.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = |s: &str| parse_duration(s), requires = "cluster")]
+    pub cluster_resync: Duration,
+    /// A NATS credentials file (user JWT and NKey seed), as `nsc` writes it.
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub cluster_creds: Option<PathBuf>,
+    /// A NATS user (with --cluster-password-file).
+    #[arg(long, value_name = "USER", requires = "cluster_password_file")]
+    pub cluster_user: Option<String>,
+    /// The file holding the NATS user's password.
+    #[arg(long, value_name = "FILE", requires = "cluster_user")]
+    pub cluster_password_file: Option<PathBuf>,
+    /// The file holding a NATS authentication token.
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub cluster_token_file: Option<PathBuf>,
+    /// The file holding an NKey seed to authenticate with.
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub cluster_nkey_file: Option<PathBuf>,
+    /// A CA certificate (PEM) to verify the NATS servers with; repeatable.
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub cluster_tls_ca: Vec<PathBuf>,
+    /// A client certificate (PEM) for NATS, with --cluster-tls-key.
+    #[arg(long, value_name = "FILE", requires = "cluster_tls_key")]
+    pub cluster_tls_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cluster_tls_cert")]
+    pub cluster_tls_key: Option<PathBuf>,
+    /// Refuse to talk to NATS without TLS.
+    #[arg(long, requires = "cluster")]
+    pub cluster_tls_required: bool,
+}
+
+fn read_secret(path: &std::path::Path, what: &str) -> Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the {what} file {}", path.display()))?;
+    let text = text.trim().to_string();
+    if text.is_empty() {
+        bail!("the {what} file {} is empty", path.display());
+    }
+    Ok(text)
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "wasmzip".into())
+}
+
+impl ClusterOptions {
+    /// The cluster configuration, when --cluster is given.
+    fn config(&self, registry: &RegistryOptions) -> Result<Option<ClusterConfig>> {
+        if self.cluster.is_empty() {
+            return Ok(None);
+        }
+        let node = self.node_name.clone().unwrap_or_else(host_name);
+        if !node.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')) || node.is_empty() || node.len() > 128 {
+            bail!("--node-name `{node}`: a node name uses only letters, digits, `-` and `_` (it names a key)");
+        }
+        if self.cluster_node_ttl < Duration::from_secs(1) {
+            bail!("--cluster-node-ttl must be at least 1s");
+        }
+        let user_password = match (&self.cluster_user, &self.cluster_password_file) {
+            (Some(user), Some(file)) => Some((user.clone(), read_secret(file, "NATS password")?)),
+            _ => None,
+        };
+        Ok(Some(ClusterConfig {
+            nats: NatsOptions {
+                servers: self.cluster.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+                bucket: self.cluster_bucket.clone(),
+                replicas: usize::from(self.cluster_replicas),
+                node_ttl: self.cluster_node_ttl,
+                credentials_file: self.cluster_creds.clone(),
+                user_password,
+                token: self.cluster_token_file.as_deref().map(|f| read_secret(f, "NATS token")).transpose()?,
+                nkey_seed: self.cluster_nkey_file.as_deref().map(|f| read_secret(f, "NKey seed")).transpose()?,
+                tls_ca: self.cluster_tls_ca.clone(),
+                tls_client: self.cluster_tls_cert.clone().zip(self.cluster_tls_key.clone()),
+                tls_required: self.cluster_tls_required,
+                client_name: format!("wasmzip {node}"),
+            },
+            repository: self.cluster_registry.clone(),
+            registry: registry.config()?,
+            node,
+            resync: self.cluster_resync,
+        }))
+    }
 }
 
 fn data_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
@@ -144,9 +268,21 @@ pub async fn run(args: ServeArgs) -> Result<u8> {
     }
     // Bare .wasm files are packed (unsigned, requesting exactly the --grant tokens) and deployed
     // like any package; the temporary packages live until the server stops.
+    let cluster = args.cluster.config(&args.registry)?;
+    if cluster.is_some() && !args.packages.is_empty() {
+        bail!("a cluster node takes no packages on its command line: deploy them through any node's admin API (`wasmzip deploy`), and every node serves them");
+    }
     let mut packed = Vec::new();
     let mut packages = Vec::new();
+    let mut pulled = Vec::new();
     for path in args.packages {
+        // An OCI reference (no such file here): pulled, then verified and deployed like a file.
+        if crate::oci_input::is_reference(&path) {
+            let file = crate::oci_input::pull_to_temp(&args.registry, &path.to_string_lossy()).await?;
+            packages.push(file.path().to_path_buf());
+            pulled.push(file);
+            continue;
+        }
         match sniff(&path)? {
             Input::Package => packages.push(path),
             Input::Wasm => {
@@ -203,6 +339,7 @@ pub async fn run(args: ServeArgs) -> Result<u8> {
         nn: args.nn.config()?,
         max_model_bytes: args.nn.max_model_bytes(),
         max_in_flight: args.max_in_flight.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        cluster,
     };
     let stop = stop_signals()?;
     let listening = |bound: wasmzip_server::BoundAddrs| {
@@ -220,6 +357,7 @@ pub async fn run(args: ServeArgs) -> Result<u8> {
     })
     .await?;
     drop(packed);
+    drop(pulled);
     Ok(0)
 }
 

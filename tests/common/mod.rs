@@ -2,6 +2,9 @@
 //! real `wasmzip` binary, and run it.
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -202,9 +205,24 @@ pub struct HttpPackage<'a> {
     signed: bool,
     resources: Vec<(String, Vec<u8>)>,
     extra: Vec<String>,
+    nonce: Option<String>,
+    key: Option<PathBuf>,
 }
 
 impl<'a> HttpPackage<'a> {
+    /// Signs with `key` instead of the workspace's `dev.key`.
+    pub fn signed_with(mut self, key: &Path) -> Self {
+        self.key = Some(key.to_path_buf());
+        self
+    }
+
+    /// Makes the component's bytes unique to `nonce` (a custom section appended), so that a server
+    /// compiles it rather than finding it in its cache.
+    pub fn unique_code(mut self, nonce: &str) -> Self {
+        self.nonce = Some(nonce.to_string());
+        self
+    }
+
     /// Ships a resource file (visible to the guest under `/pkg`).
     pub fn resource(mut self, name: &str, bytes: Vec<u8>) -> Self {
         self.resources.push((name.to_string(), bytes));
@@ -252,7 +270,11 @@ impl<'a> HttpPackage<'a> {
         let n = unique();
         let dir = self.ws.path(&format!("src-http-{}-{}-{n}", self.name, self.version));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(guest(&self.guest), dir.join("component.wasm")).unwrap();
+        let mut component = std::fs::read(guest(&self.guest)).unwrap();
+        if let Some(nonce) = &self.nonce {
+            append_custom_section(&mut component, "wasmzip-test-nonce", nonce.as_bytes());
+        }
+        std::fs::write(dir.join("component.wasm"), component).unwrap();
         let quoted = |items: &[String]| items.iter().map(|i| format!("{i:?}")).collect::<Vec<_>>().join(", ");
         for (name, bytes) in &self.resources {
             std::fs::write(dir.join(name), bytes).unwrap();
@@ -280,7 +302,7 @@ impl<'a> HttpPackage<'a> {
         let out = self.ws.path(&format!("{}-{}-{n}.wasmzip", self.name, self.version));
         let mut args: Vec<std::ffi::OsString> = vec!["pack".into(), dir.into(), "-o".into(), out.clone().into()];
         if self.signed {
-            args.extend(["--key".into(), self.ws.key().into()]);
+            args.extend(["--key".into(), self.key.clone().unwrap_or_else(|| self.ws.key()).into()]);
         } else {
             args.push("--unsigned".into());
         }
@@ -303,6 +325,8 @@ impl Workspace {
             signed: true,
             resources: Vec::new(),
             extra: Vec::new(),
+            nonce: None,
+            key: None,
         }
     }
 
@@ -338,6 +362,28 @@ impl Workspace {
     pub fn serve<S: AsRef<std::ffi::OsStr>>(&self, extra: &[S]) -> Server {
         Server::start(self.serve_args(&self.path("data"), extra), &[])
     }
+}
+
+/// Appends a custom section (id 0) named `name` to a core module or component.
+pub fn append_custom_section(wasm: &mut Vec<u8>, name: &str, payload: &[u8]) {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = Vec::new();
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(payload);
+    wasm.push(0);
+    leb(body.len(), wasm);
+    wasm.extend_from_slice(&body);
 }
 
 /// Removes ANSI escape sequences (log colours) from a line.

@@ -28,7 +28,7 @@ pub use pack::{PackOptions, PackSummary, bare_package_name, default_output_name,
 pub use provenance::{BuildFacts, Provenance, SourceRevision};
 pub use signing::{KeyId, PublicKey, SignatureCheck, SigningKey};
 pub use verify::{
-    AdmitError, PackageFacts, PackageReport, ResourceSink, ResourcesHold, Signer, TrustPolicy, VerifiedPackage, add_signature, inspect_package, verify_package,
+    AdmitError, PackageFacts, PackageReport, ResourceSink, ResourcesHold, Signer, TrustPolicy, VerifiedPackage, add_signature, inspect_package, peek_manifest, verify_package,
     verify_package_admitted,
 };
 

@@ -335,6 +335,15 @@ fn verify_in<E>(
     })
 }
 
+/// Reads a package's manifest and its digest without verifying anything else: only to name a package
+/// before it is verified (a cluster deploy takes the function's revision first). Nothing it returns
+/// is trusted.
+pub fn peek_manifest(path: &Path) -> Result<(PackageManifest, String), PackageError> {
+    let opened = Opened::open(path).map_err(|e| e.within(path))?;
+    let digest = sha256_hex(&opened.manifest_bytes);
+    Ok((opened.manifest, digest))
+}
+
 /// Opens a package and checks every digest, without deciding trust: for `inspect`.
 pub fn inspect_package(path: &Path) -> Result<PackageReport, PackageError> {
     inspect_in(path).map_err(|e| e.within(path))

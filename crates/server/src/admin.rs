@@ -1,5 +1,7 @@
-//! The admin API, on its own listener: `/metrics` (no token; keep the listener private) and `/v1/...`,
-//! which needs `Authorization: Bearer TOKEN` and is refused outright when the server has no token.
+//! The admin API, on its own listener: `/metrics`, `/healthz` and `/readyz` (no token; keep the
+//! listener private) and `/v1/...`, which needs `Authorization: Bearer TOKEN` and is refused
+//! outright when the server has no token. In cluster mode deploys, rollbacks and removals change the
+//! cluster's desired state, and `/v1/nodes` shows every node.
 
 use std::sync::Arc;
 
@@ -16,7 +18,10 @@ use subtle::ConstantTimeEq;
 use tokio::io::AsyncWriteExt;
 use wasmzip_package::Capability;
 
+use crate::cluster::{Cluster, ClusterError};
 use crate::deployments::{DeployError, Deployments};
+use crate::desired::DesiredError;
+use crate::packages::StorageError;
 use crate::metrics::Metrics;
 
 /// Largest package accepted by the deploy endpoint.
@@ -31,6 +36,8 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// SHA-256 of the bearer token, when one is configured.
     pub token_digest: Option<[u8; 32]>,
+    /// This node's cluster, in cluster mode.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl AdminState {
@@ -44,6 +51,9 @@ impl AdminState {
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/nodes", get(nodes))
         .route("/v1/functions", get(list).post(deploy))
         .route("/v1/functions/{name}/rollback", post(rollback))
         .route("/v1/functions/{name}", axum::routing::delete(remove))
@@ -73,9 +83,62 @@ fn status_of(e: &DeployError) -> StatusCode {
     match e {
         DeployError::NotFound(_) => StatusCode::NOT_FOUND,
         DeployError::Routes(_) | DeployError::NoPrevious(_) => StatusCode::CONFLICT,
-        DeployError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        DeployError::Desired(DesiredError::Conflict { .. }) => StatusCode::CONFLICT,
+        DeployError::Store(_) | DeployError::Storage(_) | DeployError::Desired(_) => StatusCode::INTERNAL_SERVER_ERROR,
         DeployError::Policy(_) => StatusCode::FORBIDDEN,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+/// The HTTP status of a cluster change's refusal.
+fn cluster_status(e: &ClusterError) -> StatusCode {
+    match e {
+        ClusterError::Deploy(e) => status_of(e),
+        ClusterError::Desired(DesiredError::Unavailable(_)) | ClusterError::Storage(StorageError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        ClusterError::Desired(DesiredError::Conflict { .. }) => StatusCode::CONFLICT,
+        ClusterError::Desired(DesiredError::InvalidKey(_)) | ClusterError::NoRegistry => StatusCode::BAD_REQUEST,
+        ClusterError::Desired(DesiredError::Corrupt { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
+        ClusterError::Storage(StorageError::Refused(_)) | ClusterError::RoundTrip(_) => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// A cluster refusal as the client sees it (503 with a `Retry-After`).
+fn cluster_error(e: &ClusterError, message: String) -> Response {
+    let status = cluster_status(e);
+    let mut response = error(status, message);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> Response {
+    (StatusCode::OK, axum::Json(json!({ "status": "ok" }))).into_response()
+}
+
+/// Readiness: the deployments are loaded and served (the admin API answers only from then on). A
+/// cluster node that cannot reach the desired state is `degraded` but ready: it serves what has
+/// converged.
+async fn readyz(State(state): State<AdminState>) -> Response {
+    let Some(cluster) = &state.cluster else {
+        return (StatusCode::OK, axum::Json(json!({ "status": "ready" }))).into_response();
+    };
+    let (synced, reason) = cluster.health();
+    let body = if synced { json!({ "status": "ready", "node": cluster.node() }) } else { json!({ "status": "degraded", "node": cluster.node(), "reason": reason }) };
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+async fn nodes(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&state, &headers) {
+        return r;
+    }
+    let Some(cluster) = &state.cluster else {
+        return error(StatusCode::NOT_FOUND, "this server is not in cluster mode (start it with --cluster)");
+    };
+    match cluster.nodes().await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => cluster_error(&e, e.to_string()),
     }
 }
 
@@ -108,39 +171,79 @@ async fn deploy(State(state): State<AdminState>, headers: HeaderMap, RawQuery(qu
             other => return error(StatusCode::BAD_REQUEST, format!("unknown query parameter `{other}`")),
         }
     }
-    let staged = match state.deployments.staging_path() {
-        Ok(p) => p,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    };
-    if let Err(r) = receive(body, &staged).await {
-        let _ = tokio::fs::remove_file(&staged).await;
-        return r;
+    if let Some(cluster) = &state.cluster {
+        return deploy_to_cluster(cluster, &state, body, &grants, grant_requested, allow_downgrade).await;
     }
-    let result = state.deployments.deploy(&staged, &grants, grant_requested, allow_downgrade).await;
-    // Only a refusal names the upload: its digest is read before the staged file goes.
-    let upload = match &result {
-        Ok(_) => String::new(),
-        Err(_) => {
-            let path = staged.clone();
-            tokio::task::spawn_blocking(move || upload_name(&path)).await.unwrap_or_else(|_| "the uploaded package".to_string())
-        }
+    let staged = match stage(&state, body).await {
+        Ok(p) => p,
+        Err(r) => return r,
     };
-    let _ = tokio::fs::remove_file(&staged).await;
+    let result = state.deployments.deploy(&staged, &grants, grant_requested, allow_downgrade).await;
+    let upload = unstage(staged, result.is_err()).await;
     match result {
         Ok(info) => (StatusCode::CREATED, axum::Json(info)).into_response(),
         Err(e) => {
             tracing::warn!(target: "wasmzip::deploy", upload = %upload, "refused a deployment of {upload}: {e}");
-            // A package the server will not take is named (by digest) in the answer; other refusals
-            // (a route conflict, a limit) are about the deployment, and say so themselves.
-            let message = match &e {
-                DeployError::Package(_) => format!("{upload} was refused: {}", for_client(&e)),
-                // The rule and the item, not the server's policy file path.
-                DeployError::Policy(r) => format!("{upload} was refused by the deploy policy, rule {}: {}: {}", r.rule, r.package, r.message),
-                other => other.to_string(),
-            };
-            error(status_of(&e), message)
+            error(status_of(&e), refusal(&upload, &e))
         }
     }
+}
+
+/// A refusal in the client's words. A package the server will not take is named (by digest);
+/// other refusals (a route conflict, a limit) are about the deployment, and say so themselves.
+fn refusal(upload: &str, e: &DeployError) -> String {
+    match e {
+        DeployError::Package(_) => format!("{upload} was refused: {}", for_client(e)),
+        // The rule and the item, not the server's policy file path.
+        DeployError::Policy(r) => format!("{upload} was refused by the deploy policy, rule {}: {}: {}", r.rule, r.package, r.message),
+        other => other.to_string(),
+    }
+}
+
+/// A deploy in cluster mode: refused before the upload is read when there is nowhere to put it.
+async fn deploy_to_cluster(cluster: &Cluster, state: &AdminState, body: Body, grants: &[Capability], grant_requested: bool, allow_downgrade: bool) -> Response {
+    if !cluster.has_registry() {
+        return cluster_error(&ClusterError::NoRegistry, ClusterError::NoRegistry.to_string());
+    }
+    let staged = match stage(state, body).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let result = cluster.deploy(&staged, grants, grant_requested, allow_downgrade).await;
+    let upload = unstage(staged, result.is_err()).await;
+    match result {
+        Ok(info) => (StatusCode::CREATED, axum::Json(info)).into_response(),
+        Err(e) => {
+            tracing::warn!(target: "wasmzip::deploy", upload = %upload, "refused a cluster deployment of {upload}: {e}");
+            let message = match &e {
+                ClusterError::Deploy(d) => refusal(&upload, d),
+                other => format!("{upload} was not deployed: {other}"),
+            };
+            cluster_error(&e, message)
+        }
+    }
+}
+
+/// Streams an upload into a fresh staging file.
+async fn stage(state: &AdminState, body: Body) -> Result<std::path::PathBuf, Response> {
+    let staged = state.deployments.staging_path().map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    if let Err(r) = receive(body, &staged).await {
+        let _ = tokio::fs::remove_file(&staged).await;
+        return Err(r);
+    }
+    Ok(staged)
+}
+
+/// Removes a staged upload; for a refused one, first reads the name refusals give it (its digest).
+async fn unstage(staged: std::path::PathBuf, refused: bool) -> String {
+    let upload = if refused {
+        let path = staged.clone();
+        tokio::task::spawn_blocking(move || upload_name(&path)).await.unwrap_or_else(|_| "the uploaded package".to_string())
+    } else {
+        String::new()
+    };
+    let _ = tokio::fs::remove_file(&staged).await;
+    upload
 }
 
 /// How refusals name an upload: by the SHA-256 of its bytes (nothing in it is trusted yet).
@@ -191,6 +294,12 @@ async fn rollback(State(state): State<AdminState>, headers: HeaderMap, Path(name
     if let Err(r) = authorize(&state, &headers) {
         return r;
     }
+    if let Some(cluster) = &state.cluster {
+        return match cluster.rollback(&name).await {
+            Ok(info) => axum::Json(info).into_response(),
+            Err(e) => cluster_error(&e, e.to_string()),
+        };
+    }
     match state.deployments.rollback(&name).await {
         Ok(info) => axum::Json(info).into_response(),
         Err(e) => error(status_of(&e), e),
@@ -200,6 +309,12 @@ async fn rollback(State(state): State<AdminState>, headers: HeaderMap, Path(name
 async fn remove(State(state): State<AdminState>, headers: HeaderMap, Path(name): Path<String>) -> Response {
     if let Err(r) = authorize(&state, &headers) {
         return r;
+    }
+    if let Some(cluster) = &state.cluster {
+        return match cluster.remove(&name).await {
+            Ok(()) => axum::Json(json!({ "removed": name })).into_response(),
+            Err(e) => cluster_error(&e, e.to_string()),
+        };
     }
     match state.deployments.remove(&name).await {
         Ok(()) => axum::Json(json!({ "removed": name })).into_response(),

@@ -20,7 +20,9 @@ use crate::reuse::{PoolSlots, ReuseLimits, Service, ThreadHandlers};
 use crate::metrics::Metrics;
 use crate::routing::{RouteConflict, RouteTable};
 use crate::spare::SpareSlot;
-use crate::store::{DeployedVersion, DeploymentState, DeploymentStore, StoreError};
+use crate::desired::{DesiredError, DesiredState};
+use crate::packages::{PackageStorage, StorageError};
+use crate::store::{DeployedVersion, DeploymentState, FunctionRecord, LocalBackend, StoreError};
 
 /// Why a deployment change was refused. Nothing changed when one is returned.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,12 @@ pub enum DeployError {
     /// The deployment store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The desired state could not be written (another process changed the data directory, say).
+    #[error(transparent)]
+    Desired(#[from] DesiredError),
+    /// The package could not be stored.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
     /// A stored grant no longer parses.
     #[error(transparent)]
     Token(#[from] TokenError),
@@ -139,6 +147,9 @@ pub struct VersionInfo {
     /// SHA-256 of the package file.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub archive_digest: String,
+    /// Where the nodes of a cluster fetch it (an OCI reference by digest).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reference: String,
     /// Keys whose signatures over the package held at deploy time.
     pub signers: Vec<String>,
     /// Deploy sequence number.
@@ -178,6 +189,7 @@ impl From<&DeployedVersion> for VersionInfo {
             version: v.version.clone(),
             digest: v.digest.clone(),
             archive_digest: v.archive_digest.clone(),
+            reference: v.reference.clone(),
             signers: v.signers.clone(),
             sequence: v.sequence,
             grants: v.grants.clone(),
@@ -215,7 +227,7 @@ impl Live {
 /// The deployed functions.
 pub struct Deployments {
     runtime: Arc<Runtime>,
-    store: Box<dyn DeploymentStore>,
+    store: Box<dyn LocalBackend>,
     policy: DeployPolicy,
     metrics: Arc<Metrics>,
     state: tokio::sync::Mutex<DeploymentState>,
@@ -226,9 +238,34 @@ fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+impl DeployedVersion {
+    /// A version about to be loaded: what the operator decides, the package's part still empty.
+    fn candidate(grants: &[Capability], grant_requested: bool, sequence: u64) -> Self {
+        DeployedVersion {
+            version: String::new(),
+            digest: String::new(),
+            archive_digest: String::new(),
+            reference: String::new(),
+            signers: Vec::new(),
+            grants: grants.iter().map(|g| g.to_string()).collect(),
+            grant_requested,
+            sequence,
+            deployed_at: now(),
+        }
+    }
+
+    /// Fills in what the loaded package says of itself.
+    fn describe(&mut self, loaded: &LoadedFunction) {
+        self.version = loaded.version.to_string();
+        self.digest = loaded.digest.clone();
+        self.archive_digest = loaded.archive_digest.clone();
+        self.signers = loaded.signers.clone();
+    }
+}
+
 impl Deployments {
     /// Loads what the store records; a version that no longer loads is reported and left out.
-    pub async fn open(runtime: Arc<Runtime>, store: Box<dyn DeploymentStore>, policy: DeployPolicy, metrics: Arc<Metrics>) -> Result<Self, DeployError> {
+    pub async fn open(runtime: Arc<Runtime>, store: Box<dyn LocalBackend>, policy: DeployPolicy, metrics: Arc<Metrics>) -> Result<Self, DeployError> {
         let state = store.load()?;
         store.collect_garbage(&state)?;
         store.clear_staging()?;
@@ -295,22 +332,10 @@ impl Deployments {
 
     async fn deploy_inner(&self, staged: &Path, grants: &[Capability], grant_requested: bool, unless_serving: bool, allow_downgrade: bool) -> Result<FunctionInfo, DeployError> {
         let mut state = self.state.lock().await;
-        let mut candidate = DeployedVersion {
-            version: String::new(),
-            digest: String::new(),
-            archive_digest: String::new(),
-            signers: Vec::new(),
-            grants: grants.iter().map(|g| g.to_string()).collect(),
-            grant_requested,
-            sequence: state.sequence + 1,
-            deployed_at: now(),
-        };
+        let mut candidate = DeployedVersion::candidate(grants, grant_requested, state.sequence + 1);
         let deployed = state.functions.iter().filter_map(|(name, record)| record.active().map(|a| (name.clone(), a.version.clone()))).collect();
         let loaded = Arc::new(self.load(staged, &candidate, Admission { deployed, allow_downgrade }).await?);
-        candidate.version = loaded.version.to_string();
-        candidate.digest = loaded.digest.clone();
-        candidate.archive_digest = loaded.archive_digest.clone();
-        candidate.signers = loaded.signers.clone();
+        candidate.describe(&loaded);
         let name = loaded.name.to_string();
         if unless_serving {
             let serving = self.current().functions.get(&name).map(|f| f.sequence);
@@ -326,12 +351,12 @@ impl Deployments {
             }
         }
         let live = self.current().with(Some(loaded), None)?;
-        self.store.store_package(&candidate.digest, staged)?;
-        let mut next = state.clone();
-        next.sequence = candidate.sequence;
-        next.functions.entry(name.clone()).or_default().push(candidate);
-        self.store.commit(&next)?;
-        *state = next;
+        // Through the data directory's package storage and desired state, as a cluster node goes
+        // through the registry's and NATS's.
+        PackageStorage::put(&*self.store, staged, &candidate).await?;
+        let mut record = state.functions.get(&name).cloned().unwrap_or_default();
+        record.push(candidate);
+        self.write_desired(&mut state, &name, Some(&record)).await?;
         self.swap(live);
         // Versions beyond the kept five are gone from the record; so are their packages.
         if let Err(e) = self.store.collect_garbage(&state) {
@@ -356,6 +381,15 @@ impl Deployments {
         result
     }
 
+    /// Writes `name`'s record (or removes it) in the data directory's desired state, expecting the
+    /// revision `state` read, and reads the state back.
+    async fn write_desired(&self, state: &mut DeploymentState, name: &str, record: Option<&FunctionRecord>) -> Result<(), DeployError> {
+        let expected = state.revisions.get(name).copied().unwrap_or(0);
+        DesiredState::compare_and_set(&*self.store, name, record, expected).await?;
+        *state = self.store.load()?;
+        Ok(())
+    }
+
     /// Makes the previous version of `name` serve again and forgets the current one.
     pub async fn rollback(&self, name: &str) -> Result<FunctionInfo, DeployError> {
         let mut state = self.state.lock().await;
@@ -366,10 +400,9 @@ impl Deployments {
         let previous = record.versions[record.versions.len() - 2].clone();
         let loaded = Arc::new(self.load_stored(&previous).await?);
         let live = self.current().with(Some(loaded), Some(name))?;
-        let mut next = state.clone();
-        next.functions.get_mut(name).expect("checked").versions.pop();
-        self.store.commit(&next)?;
-        *state = next;
+        let mut record = state.functions.get(name).expect("checked").clone();
+        record.versions.pop();
+        self.write_desired(&mut state, name, Some(&record)).await?;
         self.swap(live);
         let _ = self.store.collect_garbage(&state);
         tracing::info!(function = %name, version = %previous.version, "rolled back");
@@ -383,14 +416,103 @@ impl Deployments {
             return Err(DeployError::NotFound(name.to_string()));
         }
         let live = self.current().with(None, Some(name))?;
-        let mut next = state.clone();
-        next.functions.remove(name);
-        self.store.commit(&next)?;
-        *state = next;
+        self.write_desired(&mut state, name, None).await?;
         self.swap(live);
         let _ = self.store.collect_garbage(&state);
         tracing::info!(function = %name, "removed");
         Ok(())
+    }
+
+    /// Verifies, admits and compiles an uploaded package as version `sequence` of a cluster deploy,
+    /// without changing anything: `serving` is the version the cluster's desired state serves now
+    /// (for the deploy policy's downgrade rule).
+    pub(crate) async fn prepare(
+        &self,
+        staged: &Path,
+        grants: &[Capability],
+        grant_requested: bool,
+        allow_downgrade: bool,
+        sequence: u64,
+        serving: Option<(String, String)>,
+    ) -> Result<(Arc<LoadedFunction>, DeployedVersion), DeployError> {
+        let mut candidate = DeployedVersion::candidate(grants, grant_requested, sequence);
+        let deployed = serving.into_iter().collect();
+        let loaded = Arc::new(self.load(staged, &candidate, Admission { deployed, allow_downgrade }).await?);
+        candidate.describe(&loaded);
+        Ok((loaded, candidate))
+    }
+
+    /// The stored package with `digest`, when this node holds it.
+    pub(crate) fn cached_package(&self, digest: &str) -> Option<PathBuf> {
+        let path = self.store.package_path(digest);
+        path.exists().then_some(path)
+    }
+
+    /// Loads `version` from the package file at `path` (stored, or staged), checking that it is the
+    /// package the version records.
+    pub(crate) async fn load_version(&self, path: &Path, version: &DeployedVersion) -> Result<Arc<LoadedFunction>, DeployError> {
+        let loaded = self.load(path, version, Admission::default()).await?;
+        if loaded.digest != version.digest {
+            return Err(DeployError::Package(PackageError::Signature(format!(
+                "the package fetched for digest {} has digest {}",
+                version.digest, loaded.digest
+            ))));
+        }
+        Ok(Arc::new(loaded))
+    }
+
+    /// The sequence and digest of the version of `name` serving now.
+    pub(crate) fn serving(&self, name: &str) -> Option<(u64, String)> {
+        self.current().functions.get(name).map(|f| (f.sequence, f.digest.clone()))
+    }
+
+    /// What this node's data directory records for `name`.
+    pub(crate) async fn recorded(&self, name: &str) -> Option<FunctionRecord> {
+        self.state.lock().await.functions.get(name).cloned()
+    }
+
+    /// The functions this node's data directory records.
+    pub(crate) async fn recorded_names(&self) -> Vec<String> {
+        self.state.lock().await.functions.keys().cloned().collect()
+    }
+
+    /// Makes `name` serve as `record` says, with `loaded` (its active version) taking over, or, with
+    /// no `loaded`, keeping the version serving now (only the kept history changes); `None` stops
+    /// serving it. The data directory records the change before it takes effect.
+    /// A `staged` package file (a staging path holding `loaded`'s package) is stored with it.
+    pub(crate) async fn install(&self, name: &str, record: Option<FunctionRecord>, loaded: Option<Arc<LoadedFunction>>, staged: Option<&Path>) -> Result<(), DeployError> {
+        let mut state = self.state.lock().await;
+        if let (Some(staged), Some(loaded)) = (staged, &loaded) {
+            self.store.store_package(&loaded.digest, staged)?;
+        }
+        let live = match (&record, loaded) {
+            (None, _) => self.current().with(None, Some(name))?,
+            (Some(_), Some(loaded)) => self.current().with(Some(loaded), None)?,
+            (Some(_), None) => self.current().with(None, None)?,
+        };
+        let mut next = state.clone();
+        match record {
+            Some(record) => {
+                next.sequence = next.sequence.max(record.versions.iter().map(|v| v.sequence).max().unwrap_or(0));
+                next.functions.insert(name.to_string(), record);
+            }
+            None => {
+                next.functions.remove(name);
+            }
+        }
+        self.store.commit(&next)?;
+        *state = next;
+        self.swap(live);
+        if let Err(e) = self.store.collect_garbage(&state) {
+            tracing::warn!("cannot remove packages no version refers to: {e}");
+        }
+        Ok(())
+    }
+
+    /// One function as the admin API shows it.
+    pub async fn info_of(&self, name: &str) -> Option<FunctionInfo> {
+        let state = self.state.lock().await;
+        self.info(&state, name)
     }
 
     /// Every function with its versions.

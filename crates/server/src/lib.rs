@@ -4,10 +4,14 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod cluster;
 pub mod deployments;
+pub mod desired;
 pub mod function;
 pub mod guest_log;
 pub mod metrics;
+pub mod nats;
+pub mod packages;
 pub mod request;
 pub mod reuse;
 pub mod routing;
@@ -91,6 +95,24 @@ pub struct ServeConfig {
     /// serve several at once); more are answered 503. `None`: the pool's instances times
     /// [`reuse::DEFAULT_MAX_CONCURRENT`].
     pub max_in_flight: Option<usize>,
+    /// Cluster mode: desired state in NATS JetStream, packages in an OCI registry.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// How a node joins a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// NATS and its buckets.
+    pub nats: nats::NatsOptions,
+    /// Where packages deployed through this node go (`HOST[:PORT]/PATH`), and how to reach it; a
+    /// node without one can still fetch what the desired state names.
+    pub repository: Option<String>,
+    /// How to reach registries.
+    pub registry: wasmzip_registry::RegistryConfig,
+    /// This node's name.
+    pub node: String,
+    /// How often the whole desired state is read again.
+    pub resync: Duration,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -119,6 +141,15 @@ pub enum ServeError {
     /// The recycler thread could not be started.
     #[error("cannot start the recycler thread: {0}")]
     Recycler(std::io::Error),
+    /// Cluster mode could not be set up.
+    #[error(transparent)]
+    Nats(#[from] nats::NatsError),
+    /// The package registry could not be set up.
+    #[error(transparent)]
+    Registry(#[from] wasmzip_registry::RegistryError),
+    /// The package storage is misconfigured.
+    #[error(transparent)]
+    Storage(#[from] packages::StorageError),
 }
 
 /// What every request handler shares.
@@ -204,6 +235,28 @@ pub async fn serve(
     };
     let store = LocalStore::open(&config.data_dir)?;
     let deployments = Arc::new(Deployments::open(runtime.clone(), Box::new(store), policy, metrics.clone()).await?);
+    // A cluster node serves what its data directory holds (its last converged state) at once, and
+    // converges to the desired state when NATS answers: not before.
+    let cluster = match &config.cluster {
+        Some(c) => {
+            let nats = Arc::new(nats::NatsCluster::connect(c.nats.clone()).await?);
+            let packages: Option<Arc<dyn packages::PackageStorage>> = match &c.repository {
+                Some(repo) => Some(Arc::new(packages::RegistryPackages::new(wasmzip_registry::Registry::new(c.registry.clone())?, repo)?)),
+                None => None,
+            };
+            let settings = cluster::ClusterSettings {
+                node: c.node.clone(),
+                resync: c.resync,
+                report_every: (c.nats.node_ttl / 3).max(Duration::from_millis(200)),
+                public: bound.public.to_string(),
+            };
+            let cluster = cluster::Cluster::new(nats, packages, deployments.clone(), settings);
+            tokio::spawn(cluster.clone().run_reconciler());
+            tokio::spawn(cluster.clone().run_reporter());
+            Some(cluster)
+        }
+        None => None,
+    };
     for package in &config.packages {
         let info = deployments.deploy_file(package, &config.grants, config.grant_requested, config.allow_downgrade).await?;
         tracing::info!(function = %info.name, routes = ?info.routes, "serving {}", package.display());
@@ -227,6 +280,7 @@ pub async fn serve(
             deployments,
             metrics,
             token_digest: config.admin_token.as_deref().map(admin::AdminState::digest_token),
+            cluster: cluster.clone(),
         };
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {

@@ -1,12 +1,21 @@
 //! Where deployments live. The [`DeploymentStore`] trait keeps the server independent of the storage;
 //! [`LocalStore`] (a data directory) is the default. Every write is a temporary file made durable and
 //! renamed into place, so a crash at any point leaves either the old or the new state, never half of one.
+//!
+//! The data directory is also the embedded backend of the two seams cluster mode is built on: it is
+//! a [`DesiredState`] (one record per function, compare-and-set on a per-function revision, watched
+//! within the process) and a [`PackageStorage`] (packages by digest). A server without `--cluster`
+//! deploys through both; a cluster node uses NATS and an OCI registry instead, with its data
+//! directory as the record of what it serves and the cache of the packages it holds.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::desired::{DesiredError, DesiredEvent, DesiredFunction, DesiredState, valid_key};
+use crate::packages::{PackageStorage, StorageError, StoredPackage};
 
 /// How many versions of each function are kept for rollback.
 pub const KEPT_VERSIONS: usize = 5;
@@ -48,6 +57,10 @@ pub struct DeployedVersion {
     /// before format 2 have none).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub archive_digest: String,
+    /// Where every node fetches the package, in cluster mode: an OCI reference naming it by digest
+    /// (`HOST/REPO:TAG@sha256:…`). Empty in local mode.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reference: String,
     /// The keys whose signatures over the package held when it was deployed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signers: Vec<String>,
@@ -93,11 +106,22 @@ pub struct DeploymentState {
     pub sequence: u64,
     /// Functions by name.
     pub functions: BTreeMap<String, FunctionRecord>,
+    /// The last desired-state revision handed out (one per write of a function's record).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub revision: u64,
+    /// Each function's revision: that of the last write of its record (kept after a removal, so a
+    /// compare-and-set that read the record before it was removed fails).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub revisions: BTreeMap<String, u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Default for DeploymentState {
     fn default() -> Self {
-        DeploymentState { format: STATE_FORMAT, sequence: 0, functions: BTreeMap::new() }
+        DeploymentState { format: STATE_FORMAT, sequence: 0, functions: BTreeMap::new(), revision: 0, revisions: BTreeMap::new() }
     }
 }
 
@@ -127,10 +151,20 @@ pub trait DeploymentStore: Send + Sync {
     fn clear_staging(&self) -> Result<(), StoreError>;
 }
 
+/// Everything a server keeps in its data directory: the record of what it serves
+/// ([`DeploymentStore`]), its desired state and its packages (the seams cluster mode replaces).
+pub trait LocalBackend: DeploymentStore + DesiredState + PackageStorage {}
+
+impl<T: DeploymentStore + DesiredState + PackageStorage> LocalBackend for T {}
+
 /// A data directory: `packages/DIGEST.wasmzip`, `staging/`, and `deployments.json`.
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     dir: PathBuf,
+    /// Serialises compare-and-set writes within the process.
+    writes: std::sync::Arc<std::sync::Mutex<()>>,
+    /// Every desired-state change, for watches.
+    changes: tokio::sync::broadcast::Sender<DesiredEvent>,
 }
 
 impl LocalStore {
@@ -145,7 +179,7 @@ impl LocalStore {
                 .create(&path)
                 .map_err(|error| StoreError::Io { action: "create", path, error })?;
         }
-        Ok(LocalStore { dir: dir.to_path_buf() })
+        Ok(LocalStore { dir: dir.to_path_buf(), writes: Default::default(), changes: tokio::sync::broadcast::channel(64).0 })
     }
 
     fn state_path(&self) -> PathBuf {
@@ -249,6 +283,86 @@ impl DeploymentStore for LocalStore {
     }
 }
 
+fn desired_error(e: StoreError) -> DesiredError {
+    match e {
+        StoreError::Corrupt { path, message } => DesiredError::Corrupt { function: path.display().to_string(), message },
+        io => DesiredError::Unavailable(io.to_string()),
+    }
+}
+
+#[async_trait::async_trait]
+impl DesiredState for LocalStore {
+    async fn get(&self, function: &str) -> Result<(Option<FunctionRecord>, u64), DesiredError> {
+        let state = self.load().map_err(desired_error)?;
+        Ok((state.functions.get(function).cloned(), state.revisions.get(function).copied().unwrap_or(0)))
+    }
+
+    async fn list(&self) -> Result<BTreeMap<String, DesiredFunction>, DesiredError> {
+        let state = self.load().map_err(desired_error)?;
+        Ok(state
+            .functions
+            .into_iter()
+            .map(|(name, record)| {
+                let revision = state.revisions.get(&name).copied().unwrap_or(0);
+                (name, DesiredFunction { record, revision })
+            })
+            .collect())
+    }
+
+    async fn compare_and_set(&self, function: &str, record: Option<&FunctionRecord>, expected: u64) -> Result<u64, DesiredError> {
+        if !valid_key(function) {
+            return Err(DesiredError::InvalidKey(function.to_string()));
+        }
+        let _writing = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.load().map_err(desired_error)?;
+        let found = state.revisions.get(function).copied().unwrap_or(0);
+        if found != expected {
+            return Err(DesiredError::Conflict { function: function.to_string(), expected, found });
+        }
+        state.revision += 1;
+        let revision = state.revision;
+        match record {
+            Some(record) => {
+                state.sequence = state.sequence.max(record.versions.iter().map(|v| v.sequence).max().unwrap_or(0));
+                state.functions.insert(function.to_string(), record.clone());
+            }
+            None => {
+                state.functions.remove(function);
+            }
+        }
+        state.revisions.insert(function.to_string(), revision);
+        self.commit(&state).map_err(desired_error)?;
+        let _ = self.changes.send(DesiredEvent::Changed { function: function.to_string(), record: record.cloned(), revision });
+        Ok(revision)
+    }
+
+    async fn watch(&self) -> Result<futures_util::stream::BoxStream<'static, DesiredEvent>, DesiredError> {
+        use futures_util::StreamExt;
+        // A watcher that falls behind loses changes: the stream ends, and the caller lists again.
+        let changes = self.changes.subscribe();
+        Ok(futures_util::stream::unfold(changes, |mut rx| async move { rx.recv().await.ok().map(|event| (event, rx)) }).boxed())
+    }
+}
+
+#[async_trait::async_trait]
+impl PackageStorage for LocalStore {
+    /// Moves the staged package into `packages/` under its digest.
+    async fn put(&self, package: &Path, version: &DeployedVersion) -> Result<StoredPackage, StorageError> {
+        self.store_package(&version.digest, package).map_err(|e| StorageError::Unavailable(e.to_string()))?;
+        Ok(StoredPackage { reference: String::new(), archive_digest: version.archive_digest.clone() })
+    }
+
+    async fn fetch(&self, version: &DeployedVersion, dest: &Path) -> Result<(), StorageError> {
+        let stored = self.package_path(&version.digest);
+        if !stored.exists() {
+            return Err(StorageError::Refused(format!("no stored package has digest {}", version.digest)));
+        }
+        std::fs::hard_link(&stored, dest)
+            .or_else(|_| std::fs::copy(&stored, dest).map(drop))
+            .map_err(|e| StorageError::Unavailable(format!("cannot copy {}: {e}", stored.display())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +372,7 @@ mod tests {
             version: format!("1.0.{n}"),
             digest: format!("{n:064x}"),
             archive_digest: String::new(),
+            reference: String::new(),
             signers: vec![],
             grants: vec![],
             grant_requested: false,
@@ -300,6 +415,53 @@ mod tests {
         store.clear_staging().unwrap();
         assert!(!orphan.exists());
         assert!(!store.package_path(&version(9).digest).exists());
+    }
+
+    #[tokio::test]
+    async fn the_data_directory_is_a_desired_state_with_compare_and_set_and_a_watch() {
+        use futures_util::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let mut watch = store.watch().await.unwrap();
+        assert_eq!(store.get("f").await.unwrap(), (None, 0));
+        let one = FunctionRecord { versions: vec![version(1)] };
+        let r1 = store.compare_and_set("f", Some(&one), 0).await.unwrap();
+        assert_eq!(watch.next().await, Some(DesiredEvent::Changed { function: "f".into(), record: Some(one.clone()), revision: r1 }));
+        // A write that read an older revision changes nothing.
+        let two = FunctionRecord { versions: vec![version(1), version(2)] };
+        let stale = store.compare_and_set("f", Some(&two), 0).await.unwrap_err();
+        assert!(matches!(stale, DesiredError::Conflict { expected: 0, found, .. } if found == r1), "{stale}");
+        assert_eq!(store.get("f").await.unwrap(), (Some(one.clone()), r1));
+        let r2 = store.compare_and_set("f", Some(&two), r1).await.unwrap();
+        assert!(r2 > r1);
+        assert_eq!(store.load().unwrap().sequence, 2);
+        // Removed, the key keeps its revision: a write that read it before the removal fails.
+        let r3 = store.compare_and_set("f", None, r2).await.unwrap();
+        assert_eq!(store.get("f").await.unwrap(), (None, r3));
+        assert!(store.compare_and_set("f", Some(&one), r2).await.is_err());
+        assert!(store.list().await.unwrap().is_empty());
+        assert!(matches!(store.compare_and_set("A b", Some(&one), 0).await, Err(DesiredError::InvalidKey(_))));
+        // Another store on the same directory (another process) sees what was written.
+        let again = LocalStore::open(dir.path()).unwrap();
+        assert_eq!(again.get("f").await.unwrap(), (None, r3));
+    }
+
+    #[tokio::test]
+    async fn the_data_directory_is_a_package_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let staged = store.staging_path().unwrap();
+        std::fs::write(&staged, b"package bytes").unwrap();
+        let mut v = version(1);
+        v.archive_digest = "ab".repeat(32);
+        let stored = store.put(&staged, &v).await.unwrap();
+        assert_eq!(stored, StoredPackage { reference: String::new(), archive_digest: v.archive_digest.clone() });
+        assert!(!staged.exists());
+        let out = dir.path().join("fetched");
+        store.fetch(&v, &out).await.unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"package bytes");
+        let e = store.fetch(&version(2), &dir.path().join("none")).await.unwrap_err().to_string();
+        assert!(e.contains(&version(2).digest), "{e}");
     }
 
     #[test]
