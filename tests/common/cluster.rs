@@ -48,6 +48,12 @@ pub struct NatsCluster {
 impl NatsCluster {
     /// Starts `size` servers in `dir` and waits until JetStream answers on every one.
     pub fn start(dir: &Path, size: usize, auth: Option<(&str, &str)>) -> NatsCluster {
+        Self::start_with(dir, size, auth, "")
+    }
+
+    /// As [`NatsCluster::start`], with `extra` added to every server's configuration (a `tls`
+    /// block, an `authorization` block); one server runs without a cluster block.
+    pub fn start_with(dir: &Path, size: usize, auth: Option<(&str, &str)>, extra: &str) -> NatsCluster {
         let ports: Vec<(u16, u16, u16)> = (0..size).map(|_| (free_port(), free_port(), free_port())).collect();
         let mut nodes = Vec::new();
         for (i, &(client, route, monitor)) in ports.iter().enumerate() {
@@ -55,10 +61,14 @@ impl NatsCluster {
             std::fs::create_dir_all(&store).unwrap();
             let routes: Vec<String> = ports.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| format!("\"nats-route://127.0.0.1:{}\"", p.1)).collect();
             let authorization = auth.map(|(u, p)| format!("authorization {{\n  user: \"{u}\"\n  password: \"{p}\"\n}}\n")).unwrap_or_default();
+            let cluster = if size > 1 {
+                format!("cluster {{\n  name: wasmzip-test\n  listen: 127.0.0.1:{route}\n  routes: [{}]\n}}\n", routes.join(", "))
+            } else {
+                String::new()
+            };
             let config = format!(
-                "server_name: n{i}\nlisten: 127.0.0.1:{client}\nhttp: 127.0.0.1:{monitor}\n{authorization}jetstream {{\n  store_dir: \"{}\"\n  max_memory_store: 64MB\n  max_file_store: 1GB\n}}\ncluster {{\n  name: wasmzip-test\n  listen: 127.0.0.1:{route}\n  routes: [{}]\n}}\n",
+                "server_name: n{i}\nlisten: 127.0.0.1:{client}\nhttp: 127.0.0.1:{monitor}\n{authorization}{extra}\njetstream {{\n  store_dir: \"{}\"\n  max_memory_store: 64MB\n  max_file_store: 1GB\n}}\n{cluster}",
                 store.display(),
-                routes.join(", ")
             );
             let path = dir.join(format!("nats-{i}.conf"));
             std::fs::write(&path, config).unwrap();

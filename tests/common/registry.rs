@@ -41,7 +41,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 /// A CA (`ca.pem`) and a server certificate for `localhost` and 127.0.0.1 (`server.pem`,
 /// `server.key`) it issued, in `dir`.
-fn make_certificates(dir: &Path) {
+pub fn make_certificates(dir: &Path) {
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
     let mut ca = vec!["req", "-x509"];
     ca.extend(ec);

@@ -99,6 +99,7 @@ fn cluster_status(e: &ClusterError) -> StatusCode {
         ClusterError::Desired(DesiredError::InvalidKey(_)) | ClusterError::NoRegistry => StatusCode::BAD_REQUEST,
         ClusterError::Desired(DesiredError::Corrupt { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
         ClusterError::Storage(StorageError::Refused(_)) | ClusterError::RoundTrip(_) => StatusCode::BAD_GATEWAY,
+        ClusterError::Storage(StorageError::Package(_)) => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 

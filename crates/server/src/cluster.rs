@@ -17,6 +17,9 @@ use wasmzip_package::Capability;
 
 use crate::deployments::{DeployError, Deployments, FunctionInfo};
 use crate::desired::{DesiredError, DesiredEvent, DesiredState};
+
+/// The longest a full read of the desired state may take before it counts as unavailable.
+pub const LIST_TIMEOUT: Duration = Duration::from_secs(10);
 use crate::nats::NatsCluster;
 use crate::packages::{PackageStorage, StorageError};
 use crate::store::{DeployedVersion, FunctionRecord};
@@ -85,7 +88,9 @@ pub struct ClusterSettings {
 pub struct Cluster {
     nats: Arc<NatsCluster>,
     desired: Arc<dyn DesiredState>,
-    packages: Option<Arc<dyn PackageStorage>>,
+    packages: Arc<dyn PackageStorage>,
+    /// Whether `packages` takes uploads (a `--cluster-registry` is configured).
+    uploads: bool,
     deployments: Arc<Deployments>,
     settings: ClusterSettings,
     /// Serialises every change to what this node serves, and remembers what was applied.
@@ -97,12 +102,14 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// A node over `nats` (desired state and node status) and `packages`.
-    pub fn new(nats: Arc<NatsCluster>, packages: Option<Arc<dyn PackageStorage>>, deployments: Arc<Deployments>, settings: ClusterSettings) -> Arc<Cluster> {
+    /// A node over `nats` (desired state and node status) and `packages` (which take uploads when
+    /// `uploads`).
+    pub fn new(nats: Arc<NatsCluster>, packages: Arc<dyn PackageStorage>, uploads: bool, deployments: Arc<Deployments>, settings: ClusterSettings) -> Arc<Cluster> {
         Arc::new(Cluster {
             desired: nats.clone(),
             nats,
             packages,
+            uploads,
             deployments,
             settings,
             apply: tokio::sync::Mutex::new(BTreeMap::new()),
@@ -114,7 +121,7 @@ impl Cluster {
 
     /// Whether package files can be deployed (there is a package storage to put them in).
     pub fn has_registry(&self) -> bool {
-        self.packages.is_some()
+        self.uploads
     }
 
     /// This node's name.
@@ -143,7 +150,10 @@ impl Cluster {
     /// storage, fetches it back and verifies that, then writes the desired state if the function's
     /// key is still at the revision read first (else [`DesiredError::Conflict`]), and serves it here.
     pub async fn deploy(&self, staged: &Path, grants: &[Capability], grant_requested: bool, allow_downgrade: bool) -> Result<FunctionInfo, ClusterError> {
-        let packages = self.packages.clone().ok_or(ClusterError::NoRegistry)?;
+        if !self.uploads {
+            return Err(ClusterError::NoRegistry);
+        }
+        let packages = self.packages.clone();
         let peek = staged.to_path_buf();
         let (manifest, _) = tokio::task::spawn_blocking(move || wasmzip_package::peek_manifest(&peek))
             .await
@@ -163,6 +173,7 @@ impl Cluster {
         let result = async {
             packages.fetch(&candidate, &fetched).await?;
             let loaded = self.deployments.load_version(&fetched, &candidate).await?;
+            self.deployments.check_fits(&loaded)?;
             let mut next = record.clone().unwrap_or_default();
             next.push(candidate.clone());
             let new_revision = self.desired.compare_and_set(&name, Some(&next), revision).await?;
@@ -173,7 +184,7 @@ impl Cluster {
         let _ = std::fs::remove_file(&fetched);
         result?;
         tracing::info!(target: "wasmzip::deploy", function = %name, digest = %candidate.digest, archive = %candidate.archive_digest, reference = %candidate.reference, "deployed to the cluster");
-        Ok(self.deployments.info_of(&name).await.expect("just installed"))
+        self.deployments.info_of(&name).await.ok_or_else(|| DeployError::NotFound(name).into())
     }
 
     /// Makes the previous version of `name` the desired one, cluster-wide.
@@ -186,7 +197,8 @@ impl Cluster {
         let mut next = record.clone();
         next.versions.pop();
         let previous = next.active().expect("two versions").clone();
-        let (loaded, fetched) = self.fetch_and_load(&previous).await?;
+        let (loaded, fetched) = self.fetch_and_load(name, &previous).await?;
+        self.deployments.check_fits(&loaded)?;
         let result = async {
             let new_revision = self.desired.compare_and_set(name, Some(&next), revision).await?;
             self.install(name, Some(next), Some(loaded), fetched.as_deref(), new_revision).await?;
@@ -198,7 +210,7 @@ impl Cluster {
         }
         result?;
         tracing::info!(target: "wasmzip::deploy", function = %name, version = %previous.version, "rolled back in the cluster");
-        Ok(self.deployments.info_of(name).await.expect("just installed"))
+        self.deployments.info_of(name).await.ok_or_else(|| DeployError::NotFound(name.to_string()).into())
     }
 
     /// Removes `name` from the desired state, cluster-wide.
@@ -215,17 +227,29 @@ impl Cluster {
 
     /// The package of `version`, loaded: from this node's store, else fetched (the fetched file is
     /// returned, to be stored with the version).
-    async fn fetch_and_load(&self, version: &DeployedVersion) -> Result<(Arc<crate::function::LoadedFunction>, Option<std::path::PathBuf>), ClusterError> {
+    async fn fetch_and_load(&self, name: &str, version: &DeployedVersion) -> Result<(Arc<crate::function::LoadedFunction>, Option<std::path::PathBuf>), ClusterError> {
+        let named = |loaded: Arc<crate::function::LoadedFunction>| -> Result<_, ClusterError> {
+            if &*loaded.name != name {
+                return Err(DeployError::Unsupported(format!("the package recorded for function `{name}` is package `{}`", loaded.name)).into());
+            }
+            Ok(loaded)
+        };
         if let Some(path) = self.deployments.cached_package(&version.digest) {
-            return Ok((self.deployments.load_version(&path, version).await?, None));
+            // The same manifest signed again is another archive: the cached one serves only if it
+            // is the archive recorded.
+            match self.deployments.load_version(&path, version).await {
+                Ok(loaded) if version.archive_digest.is_empty() || loaded.archive_digest == version.archive_digest => return Ok((named(loaded)?, None)),
+                Ok(_) | Err(_) => {
+                    tracing::info!(target: "wasmzip::cluster", function = %name, "the stored package for sha256:{} is not the archive recorded; fetching it", version.digest);
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
         }
-        let packages = self.packages.clone().ok_or_else(|| {
-            StorageError::Refused(format!("version {} (sha256:{}) is not stored on this node, which has no --cluster-registry to fetch it from", version.version, version.digest))
-        })?;
+        let packages = self.packages.clone();
         let fetched = self.deployments.staging_path()?;
         let result = async {
             packages.fetch(version, &fetched).await?;
-            Ok::<_, ClusterError>(self.deployments.load_version(&fetched, version).await?)
+            named(self.deployments.load_version(&fetched, version).await?)
         }
         .await;
         match result {
@@ -238,8 +262,13 @@ impl Cluster {
     }
 
     /// Records and serves a change whose desired state is at `revision`.
+    /// A change older than one the reconciler has applied meanwhile is not installed: the newer one
+    /// serves.
     async fn install(&self, name: &str, record: Option<FunctionRecord>, loaded: Option<Arc<crate::function::LoadedFunction>>, staged: Option<&Path>, revision: u64) -> Result<(), DeployError> {
         let mut applied = self.apply.lock().await;
+        if applied.get(name).is_some_and(|a| a.revision >= revision) {
+            return Ok(());
+        }
         self.deployments.install(name, record, loaded, staged).await?;
         applied.insert(name.to_string(), Applied { revision, at: Instant::now() });
         self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
@@ -247,8 +276,9 @@ impl Cluster {
         Ok(())
     }
 
-    /// Brings one function in line with the desired state: `revision` is that of the change (from a
-    /// watch) or `None` (from a listing made at `listed_at`, which may be older than what a deploy
+    /// Brings one function in line with the desired state at `revision` (from a watch or a listing;
+    /// `None` for a function a listing made at `listed_at` does not have). A change older than what
+    /// was applied is skipped, and so is a listing older than what a deploy
     /// through this node has applied since).
     async fn converge(&self, name: &str, desired: Option<FunctionRecord>, revision: Option<u64>, listed_at: Instant) {
         let mut applied = self.apply.lock().await;
@@ -264,14 +294,14 @@ impl Cluster {
             Some(record) => {
                 let active = record.active().expect("decoded records have a version");
                 let serving = self.deployments.serving(name);
-                if serving.as_ref() == Some(&(active.sequence, active.digest.clone())) {
+                if serving.as_ref() == Some(&(active.sequence, active.digest.clone(), active.grants.clone())) {
                     if recorded.as_ref() == Some(record) {
                         Ok(false)
                     } else {
                         self.deployments.install(name, Some(record.clone()), None, None).await.map(|()| true).map_err(ClusterError::from)
                     }
                 } else {
-                    match self.fetch_and_load(active).await {
+                    match self.fetch_and_load(name, active).await {
                         Ok((loaded, fetched)) => {
                             let r = self.deployments.install(name, Some(record.clone()), Some(loaded), fetched.as_deref()).await;
                             if let Some(f) = &fetched {
@@ -286,7 +316,8 @@ impl Cluster {
         };
         match outcome {
             Ok(changed) => {
-                applied.insert(name.to_string(), Applied { revision: revision.unwrap_or(0), at: Instant::now() });
+                let revision = revision.unwrap_or(0).max(applied.get(name).map_or(0, |a| a.revision));
+                applied.insert(name.to_string(), Applied { revision, at: Instant::now() });
                 let cleared = self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(name).is_some();
                 if changed {
                     let what = desired.as_ref().and_then(|r| r.active()).map(|a| format!("{} (sequence {})", a.version, a.sequence)).unwrap_or_else(|| "removed".into());
@@ -298,14 +329,10 @@ impl Cluster {
             }
             Err(e) => {
                 let active = desired.as_ref().and_then(|r| r.active());
-                let failure = Failure {
-                    version: active.map(|a| a.version.clone()).unwrap_or_default(),
-                    sequence: active.map(|a| a.sequence).unwrap_or(0),
-                    error: e.to_string(),
-                };
-                tracing::warn!(target: "wasmzip::cluster", function = %name, version = %failure.version, "keeping the version serving now: cannot converge: {e}");
-                self.failures.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), failure);
-                self.changed.notify_one();
+                self.fail(
+                    name,
+                    Failure { version: active.map(|a| a.version.clone()).unwrap_or_default(), sequence: active.map(|a| a.sequence).unwrap_or(0), error: e.to_string() },
+                );
             }
         }
     }
@@ -314,16 +341,31 @@ impl Cluster {
     /// that the desired state no longer has is removed. Nothing changes when it cannot be read.
     async fn resync(&self) -> Result<(), DesiredError> {
         let listed_at = Instant::now();
-        let desired = self.desired.list().await?;
+        let listing = tokio::time::timeout(LIST_TIMEOUT, self.desired.list())
+            .await
+            .map_err(|_| DesiredError::Unavailable(format!("reading the desired state took more than {LIST_TIMEOUT:?}")))??;
         let mut names: Vec<String> = self.deployments.recorded_names().await;
-        names.extend(desired.keys().cloned());
+        names.extend(listing.functions.keys().cloned());
         names.sort();
         names.dedup();
         for name in names {
-            let record = desired.get(&name).map(|d| d.record.clone());
-            self.converge(&name, record, None, listed_at).await;
+            if let Some(problem) = listing.unreadable.get(&name) {
+                // Neither converged nor removed: what serves keeps serving.
+                self.fail(name.as_str(), Failure { version: String::new(), sequence: 0, error: problem.clone() });
+                continue;
+            }
+            match listing.functions.get(&name) {
+                Some(d) => self.converge(&name, Some(d.record.clone()), Some(d.revision), listed_at).await,
+                None => self.converge(&name, None, None, listed_at).await,
+            }
         }
         Ok(())
+    }
+
+    fn fail(&self, name: &str, failure: Failure) {
+        tracing::warn!(target: "wasmzip::cluster", function = %name, version = %failure.version, "keeping the version serving now: cannot converge: {}", failure.error);
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), failure);
+        self.changed.notify_one();
     }
 
     /// Runs the reconciler until the process ends: watch, list, converge; on any loss of the
@@ -350,7 +392,9 @@ impl Cluster {
             backoff = Duration::from_millis(100);
             self.set_health(true, None);
             self.changed.notify_one();
+            let watching_since = Instant::now();
             let mut tick = tokio::time::interval(self.settings.resync);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
             loop {
                 tokio::select! {
@@ -358,7 +402,13 @@ impl Cluster {
                         Some(DesiredEvent::Changed { function, record, revision }) => {
                             self.converge(&function, record, Some(revision), Instant::now()).await;
                         }
-                        None => break,
+                        None => {
+                            // A watch that keeps ending at once must not turn into a busy loop.
+                            if watching_since.elapsed() < Duration::from_secs(2) {
+                                self.wait(Duration::from_secs(1)).await;
+                            }
+                            break;
+                        }
                     },
                     _ = tick.tick() => {
                         match self.resync().await {
@@ -425,6 +475,7 @@ impl Cluster {
         let desired = self.desired.list().await?;
         let statuses = self.nats.node_statuses().await?;
         let want: BTreeMap<&str, (u64, &str, &str)> = desired
+            .functions
             .iter()
             .filter_map(|(n, d)| d.record.active().map(|a| (n.as_str(), (a.sequence, a.digest.as_str(), a.version.as_str()))))
             .collect();

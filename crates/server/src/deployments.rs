@@ -461,9 +461,15 @@ impl Deployments {
         Ok(Arc::new(loaded))
     }
 
-    /// The sequence and digest of the version of `name` serving now.
-    pub(crate) fn serving(&self, name: &str) -> Option<(u64, String)> {
-        self.current().functions.get(name).map(|f| (f.sequence, f.digest.clone()))
+    /// The sequence, digest and grants of the version of `name` serving now.
+    pub(crate) fn serving(&self, name: &str) -> Option<(u64, String, Vec<String>)> {
+        self.current().functions.get(name).map(|f| (f.sequence, f.digest.clone(), f.grants.clone()))
+    }
+
+    /// Whether `loaded` can take over its function's place: its routes clash with no other
+    /// function's.
+    pub(crate) fn check_fits(&self, loaded: &Arc<LoadedFunction>) -> Result<(), DeployError> {
+        self.current().with(Some(loaded.clone()), None).map(drop).map_err(DeployError::from)
     }
 
     /// What this node's data directory records for `name`.

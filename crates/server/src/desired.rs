@@ -22,6 +22,15 @@ pub struct DesiredFunction {
     pub revision: u64,
 }
 
+/// The whole desired state, as read at one time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DesiredListing {
+    /// Every function with a readable desired state.
+    pub functions: BTreeMap<String, DesiredFunction>,
+    /// Keys whose value cannot be read, with why: neither converged to nor removed.
+    pub unreadable: BTreeMap<String, String>,
+}
+
 /// A change seen by a watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DesiredEvent {
@@ -72,7 +81,7 @@ pub trait DesiredState: Send + Sync {
     /// `Ok(None)` carries the revision to expect too: that of a deletion, or 0.
     async fn get(&self, function: &str) -> Result<(Option<FunctionRecord>, u64), DesiredError>;
     /// Every function with a desired state.
-    async fn list(&self) -> Result<BTreeMap<String, DesiredFunction>, DesiredError>;
+    async fn list(&self) -> Result<DesiredListing, DesiredError>;
     /// Writes `record` (or deletes the key, for `None`) if the key is still at `expected`; returns
     /// the new revision. [`DesiredError::Conflict`] when it is not.
     async fn compare_and_set(&self, function: &str, record: Option<&FunctionRecord>, expected: u64) -> Result<u64, DesiredError>;
@@ -103,6 +112,12 @@ pub fn decode(function: &str, bytes: &[u8]) -> Result<FunctionRecord, DesiredErr
     }
     if value.versions.is_empty() {
         return Err(corrupt("it lists no version".to_string()));
+    }
+    let hex64 = |d: &str| d.len() == 64 && d.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    for v in &value.versions {
+        if !hex64(&v.digest) || !(v.archive_digest.is_empty() || hex64(&v.archive_digest)) {
+            return Err(corrupt(format!("version {} has a digest that is not 64 lower-case hex digits", v.version)));
+        }
     }
     Ok(FunctionRecord { versions: value.versions })
 }
@@ -146,6 +161,10 @@ mod tests {
         assert!(e.contains("no version"), "{e}");
         let e = decode("orders", br#"{"format":1,"versions":[],"extra":1}"#).unwrap_err().to_string();
         assert!(e.contains("extra"), "{e}");
+        let mut bad = version(1);
+        bad.digest = "../../etc/passwd".into();
+        let e = decode("orders", &encode(&FunctionRecord { versions: vec![bad] })).unwrap_err().to_string();
+        assert!(e.contains("64 lower-case hex"), "{e}");
     }
 
     #[test]

@@ -240,17 +240,15 @@ pub async fn serve(
     let cluster = match &config.cluster {
         Some(c) => {
             let nats = Arc::new(nats::NatsCluster::connect(c.nats.clone()).await?);
-            let packages: Option<Arc<dyn packages::PackageStorage>> = match &c.repository {
-                Some(repo) => Some(Arc::new(packages::RegistryPackages::new(wasmzip_registry::Registry::new(c.registry.clone())?, repo)?)),
-                None => None,
-            };
+            let packages: Arc<dyn packages::PackageStorage> =
+                Arc::new(packages::RegistryPackages::new(wasmzip_registry::Registry::new(c.registry.clone())?, c.repository.as_deref())?);
             let settings = cluster::ClusterSettings {
                 node: c.node.clone(),
                 resync: c.resync,
                 report_every: (c.nats.node_ttl / 3).max(Duration::from_millis(200)),
                 public: bound.public.to_string(),
             };
-            let cluster = cluster::Cluster::new(nats, packages, deployments.clone(), settings);
+            let cluster = cluster::Cluster::new(nats, packages, c.repository.is_some(), deployments.clone(), settings);
             tokio::spawn(cluster.clone().run_reconciler());
             tokio::spawn(cluster.clone().run_reporter());
             Some(cluster)

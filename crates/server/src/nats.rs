@@ -12,7 +12,7 @@ use async_nats::jetstream::{self, kv};
 use futures_util::StreamExt;
 use tokio::sync::OnceCell;
 
-use crate::desired::{DesiredError, DesiredEvent, DesiredFunction, DesiredState, decode, encode, valid_key};
+use crate::desired::{DesiredError, DesiredEvent, DesiredFunction, DesiredListing, DesiredState, decode, encode, valid_key};
 use crate::store::FunctionRecord;
 
 /// Versions of each key the bucket keeps (for an operator reading its history with `nats kv history`).
@@ -108,7 +108,8 @@ impl NatsCluster {
                     match event {
                         async_nats::Event::Connected => {
                             tracing::info!(target: "wasmzip::cluster", "connected to NATS");
-                            events.notify_waiters();
+                            // One reconciler waits on it; a permit is kept if it is busy.
+                            events.notify_one();
                         }
                         async_nats::Event::Disconnected => tracing::warn!(target: "wasmzip::cluster", "lost the connection to NATS; serving what has converged"),
                         other => tracing::debug!(target: "wasmzip::cluster", "NATS: {other}"),
@@ -249,7 +250,7 @@ impl DesiredState for NatsCluster {
         }
     }
 
-    async fn list(&self) -> Result<BTreeMap<String, DesiredFunction>, DesiredError> {
+    async fn list(&self) -> Result<DesiredListing, DesiredError> {
         self.check_connected()?;
         let store = self.desired().await?;
         let mut keys = store.keys().await.map_err(|e| self.unavailable(format!("cannot list functions: {e}")))?;
@@ -257,12 +258,17 @@ impl DesiredState for NatsCluster {
         while let Some(key) = keys.next().await {
             names.push(key.map_err(|e| self.unavailable(format!("cannot list functions: {e}")))?);
         }
-        let mut out = BTreeMap::new();
+        let mut out = DesiredListing::default();
         for name in names {
-            if let Some(entry) = store.entry(name.clone()).await.map_err(|e| self.unavailable(e))?
-                && let Some(record) = record_of(&entry)?
-            {
-                out.insert(name, DesiredFunction { record, revision: entry.revision });
+            let Some(entry) = store.entry(name.clone()).await.map_err(|e| self.unavailable(e))? else { continue };
+            match record_of(&entry) {
+                Ok(Some(record)) => {
+                    out.functions.insert(name, DesiredFunction { record, revision: entry.revision });
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    out.unreadable.insert(name, e.to_string());
+                }
             }
         }
         Ok(out)
@@ -286,6 +292,8 @@ impl DesiredState for NatsCluster {
                 let found = self.get(function).await.map(|(_, r)| r).unwrap_or(0);
                 Err(conflict(found))
             }
+            // The server may have taken the write before the answer was lost.
+            Err(e) if e.kind() == kv::UpdateErrorKind::TimedOut => Err(self.unavailable(format!("writing function {function} timed out (it may have been written: read it back before retrying)"))),
             Err(e) => Err(self.unavailable(format!("cannot write function {function}: {e}"))),
         }
     }

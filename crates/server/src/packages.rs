@@ -28,6 +28,9 @@ pub enum StorageError {
     /// The storage answered, and what it answered is refused (missing, other bytes, denied).
     #[error("{0}")]
     Refused(String),
+    /// The package itself cannot be stored there (a format the storage does not take).
+    #[error("{0}")]
+    Package(String),
 }
 
 /// Package storage: put, and fetch by digest.
@@ -42,44 +45,51 @@ pub trait PackageStorage: Send + Sync {
 }
 
 /// Packages in an OCI registry repository: `REPOSITORY/NAME:VERSION`, named by digest in the
-/// desired state.
+/// desired state. Without a repository it only fetches (from wherever the references point).
 pub struct RegistryPackages {
     registry: Registry,
-    repository: String,
+    repository: Option<String>,
 }
 
 impl RegistryPackages {
-    /// Packages go under `repository` (`HOST[:PORT]/PATH`).
-    pub fn new(registry: Registry, repository: &str) -> Result<Self, StorageError> {
-        let repository = repository.trim_end_matches('/').to_string();
-        // The repository must make a reference once a name and a tag are added.
-        format!("{repository}/probe:0.0.0")
-            .parse::<Reference>()
-            .map_err(|e| StorageError::Refused(format!("--cluster-registry `{repository}` is not a registry repository: {e}")))?;
+    /// Packages go under `repository` (`HOST[:PORT]/PATH`), when there is one.
+    pub fn new(registry: Registry, repository: Option<&str>) -> Result<Self, StorageError> {
+        let repository = repository.map(|r| r.trim_end_matches('/').to_string());
+        if let Some(repository) = &repository {
+            // The repository must make a reference once a name and a tag are added.
+            format!("{repository}/probe:0.0.0")
+                .parse::<Reference>()
+                .map_err(|e| StorageError::Refused(format!("--cluster-registry `{repository}` is not a registry repository: {e}")))?;
+        }
         Ok(RegistryPackages { registry, repository })
     }
 
-    /// The repository packages go to.
-    pub fn repository(&self) -> &str {
-        &self.repository
+    /// The repository packages go to, if any.
+    pub fn repository(&self) -> Option<&str> {
+        self.repository.as_deref()
     }
 }
 
 fn storage_error(e: RegistryError) -> StorageError {
-    if e.is_unavailable() { StorageError::Unavailable(e.to_string()) } else { StorageError::Refused(e.to_string()) }
+    match e {
+        e if e.is_unavailable() => StorageError::Unavailable(e.to_string()),
+        e @ (RegistryError::Package { .. } | RegistryError::NotAPackage { .. }) => StorageError::Package(e.to_string()),
+        e => StorageError::Refused(e.to_string()),
+    }
 }
 
 #[async_trait::async_trait]
 impl PackageStorage for RegistryPackages {
     async fn put(&self, package: &Path, version: &DeployedVersion) -> Result<StoredPackage, StorageError> {
+        let repository = self.repository.as_deref().ok_or_else(|| StorageError::Refused("this node has no --cluster-registry to put packages in".into()))?;
         let (manifest, _) = wasmzip_package::peek_manifest(package).map_err(|e| StorageError::Refused(e.to_string()))?;
         let name = manifest.name.as_str();
         let version = version.version.as_str();
         // Tags cannot hold `+` (build metadata); OCI tooling writes it as `_`.
         let tag = version.replace('+', "_");
-        let reference: Reference = format!("{}/{name}:{tag}", self.repository)
+        let reference: Reference = format!("{repository}/{name}:{tag}")
             .parse()
-            .map_err(|e| StorageError::Refused(format!("cannot name {name} {version} in {}: {e}", self.repository)))?;
+            .map_err(|e| StorageError::Refused(format!("cannot name {name} {version} in {repository}: {e}")))?;
         let pushed = self.registry.push(package, &reference).await.map_err(storage_error)?;
         Ok(StoredPackage { reference: pushed.reference.to_string(), archive_digest: pushed.archive_digest })
     }
@@ -89,6 +99,12 @@ impl PackageStorage for RegistryPackages {
             return Err(StorageError::Refused(format!("version {} (sha256:{}) names no registry reference", version.version, version.digest)));
         }
         let reference: Reference = version.reference.parse().map_err(|e| StorageError::Refused(format!("`{}`: {e}", version.reference)))?;
+        // The node's registry credentials go only where its operator pointed it.
+        if let Some(repository) = &self.repository
+            && !format!("{}/{}", reference.registry(), reference.repository()).starts_with(&format!("{repository}/"))
+        {
+            return Err(StorageError::Refused(format!("`{}` is not under this node's --cluster-registry {repository}: not fetched", version.reference)));
+        }
         let expected = (!version.archive_digest.is_empty()).then_some(version.archive_digest.as_str());
         self.registry.pull(&reference, dest, expected).await.map_err(storage_error)?;
         Ok(())

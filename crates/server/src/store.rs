@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::desired::{DesiredError, DesiredEvent, DesiredFunction, DesiredState, valid_key};
+use crate::desired::{DesiredError, DesiredEvent, DesiredFunction, DesiredListing, DesiredState, valid_key};
 use crate::packages::{PackageStorage, StorageError, StoredPackage};
 
 /// How many versions of each function are kept for rollback.
@@ -297,16 +297,17 @@ impl DesiredState for LocalStore {
         Ok((state.functions.get(function).cloned(), state.revisions.get(function).copied().unwrap_or(0)))
     }
 
-    async fn list(&self) -> Result<BTreeMap<String, DesiredFunction>, DesiredError> {
+    async fn list(&self) -> Result<DesiredListing, DesiredError> {
         let state = self.load().map_err(desired_error)?;
-        Ok(state
+        let functions = state
             .functions
             .into_iter()
             .map(|(name, record)| {
                 let revision = state.revisions.get(&name).copied().unwrap_or(0);
                 (name, DesiredFunction { record, revision })
             })
-            .collect())
+            .collect();
+        Ok(DesiredListing { functions, unreadable: BTreeMap::new() })
     }
 
     async fn compare_and_set(&self, function: &str, record: Option<&FunctionRecord>, expected: u64) -> Result<u64, DesiredError> {
@@ -314,6 +315,10 @@ impl DesiredState for LocalStore {
             return Err(DesiredError::InvalidKey(function.to_string()));
         }
         let _writing = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        // Another process on the same directory waits too (an advisory lock on a file of its own).
+        let lock_path = self.dir.join("deployments.lock");
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| desired_error(io("open", &lock_path)(e)))?;
+        lock.lock().map_err(|e| desired_error(io("lock", &lock_path)(e)))?;
         let mut state = self.load().map_err(desired_error)?;
         let found = state.revisions.get(function).copied().unwrap_or(0);
         if found != expected {
@@ -439,7 +444,7 @@ mod tests {
         let r3 = store.compare_and_set("f", None, r2).await.unwrap();
         assert_eq!(store.get("f").await.unwrap(), (None, r3));
         assert!(store.compare_and_set("f", Some(&one), r2).await.is_err());
-        assert!(store.list().await.unwrap().is_empty());
+        assert!(store.list().await.unwrap().functions.is_empty());
         assert!(matches!(store.compare_and_set("A b", Some(&one), 0).await, Err(DesiredError::InvalidKey(_))));
         // Another store on the same directory (another process) sees what was written.
         let again = LocalStore::open(dir.path()).unwrap();
