@@ -498,7 +498,8 @@ fn cluster_figures() {
     let rollbacks = knob("ROLLBACKS", 20);
     let rounds = knob("ROUNDS", 5);
     let seconds = knob("DURATION_S", 5);
-    let Setup { ws, mut nats, registry, nodes } = setup(None);
+    // (The registry must outlive the deploys: it is bound until the end.)
+    let Setup { ws, mut nats, registry: _registry, nodes } = setup(None);
     let all: Vec<&Node> = nodes.iter().collect();
     let stats = |name: &str, mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -606,7 +607,6 @@ fn cluster_figures() {
     until_all_serve(&all, "small", "3.0.0");
     println!("| NATS restarted → every node synchronised | {ready:.0} ms |");
     println!("| NATS restarted → first deploy accepted | {deployed:.0} ms |");
-    let _ = registry;
 }
 
 /// The NATS backend of the desired-state seam against a real server: compare-and-set refuses a
