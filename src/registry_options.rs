@@ -54,7 +54,7 @@ impl RegistryOptions {
 }
 
 /// A secret file's first line, without its line ending; an empty one is refused.
-fn first_line(path: &Path, what: &str) -> Result<String> {
+pub fn first_line(path: &Path, what: &str) -> Result<String> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the {what} file {}", path.display()))?;
     let line = text.lines().next().unwrap_or("").to_string();
     if line.is_empty() {

@@ -15,7 +15,7 @@ use wasmzip_server::reuse::OperatorReuse;
 
 use crate::commands::bare::{Input, pack_http, sniff};
 use crate::options::{CacheOptions, GrantOptions, KeystoreOptions, LimitOptions, NnOptions, PolicyOptions, TrustOptions};
-use crate::registry_options::RegistryOptions;
+use crate::registry_options::{RegistryOptions, first_line};
 
 /// Serve `http` packages: WASI 0.2 handlers with a fresh instance per request, WASI 0.3 handlers
 /// with instances reused within limits; an admin API, metrics, graceful shutdown.
@@ -175,15 +175,6 @@ pub struct ClusterOptions {
     pub cluster_tls_required: bool,
 }
 
-fn read_secret(path: &std::path::Path, what: &str) -> Result<String> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the {what} file {}", path.display()))?;
-    let text = text.trim().to_string();
-    if text.is_empty() {
-        bail!("the {what} file {} is empty", path.display());
-    }
-    Ok(text)
-}
-
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -207,7 +198,7 @@ impl ClusterOptions {
             bail!("--cluster-node-ttl must be at least 1s");
         }
         let user_password = match (&self.cluster_user, &self.cluster_password_file) {
-            (Some(user), Some(file)) => Some((user.clone(), read_secret(file, "NATS password")?)),
+            (Some(user), Some(file)) => Some((user.clone(), first_line(file, "NATS password")?)),
             _ => None,
         };
         Ok(Some(ClusterConfig {
@@ -218,8 +209,8 @@ impl ClusterOptions {
                 node_ttl: self.cluster_node_ttl,
                 credentials_file: self.cluster_creds.clone(),
                 user_password,
-                token: self.cluster_token_file.as_deref().map(|f| read_secret(f, "NATS token")).transpose()?,
-                nkey_seed: self.cluster_nkey_file.as_deref().map(|f| read_secret(f, "NKey seed")).transpose()?,
+                token: self.cluster_token_file.as_deref().map(|f| first_line(f, "NATS token")).transpose()?,
+                nkey_seed: self.cluster_nkey_file.as_deref().map(|f| first_line(f, "NKey seed")).transpose()?,
                 tls_ca: self.cluster_tls_ca.clone(),
                 tls_client: self.cluster_tls_cert.clone().zip(self.cluster_tls_key.clone()),
                 tls_required: self.cluster_tls_required,

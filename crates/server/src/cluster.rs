@@ -163,7 +163,7 @@ impl Cluster {
         let (record, revision) = self.desired.get(&name).await?;
         let serving = record.as_ref().and_then(|r| r.active()).map(|a| (name.clone(), a.version.clone()));
         let (_, mut candidate) = self.deployments.prepare(staged, grants, grant_requested, allow_downgrade, revision + 1, serving).await?;
-        let stored = packages.put(staged, &candidate).await?;
+        let stored = packages.put(staged, &name, &candidate).await?;
         if stored.archive_digest != candidate.archive_digest {
             return Err(ClusterError::RoundTrip(format!("pushed sha256:{}, uploaded sha256:{}", stored.archive_digest, candidate.archive_digest)));
         }

@@ -281,7 +281,7 @@ impl Deployments {
         for (name, record) in &state.functions {
             let Some(active) = record.active() else { continue };
             match me.load_stored(active).await {
-                Ok(f) => match live.with(Some(Arc::new(f)), None) {
+                Ok(f) => match live.with(Some(f), None) {
                     Ok(next) => live = next,
                     Err(e) => tracing::error!(function = %name, "not serving: {e}"),
                 },
@@ -313,15 +313,8 @@ impl Deployments {
     }
 
     /// Loads a stored version, checking that the stored package is the one recorded.
-    async fn load_stored(&self, version: &DeployedVersion) -> Result<LoadedFunction, DeployError> {
-        let loaded = self.load(&self.store.package_path(&version.digest), version, Admission::default()).await?;
-        if loaded.digest != version.digest {
-            return Err(DeployError::Package(PackageError::Signature(format!(
-                "the stored package for digest {} has digest {}",
-                version.digest, loaded.digest
-            ))));
-        }
-        Ok(loaded)
+    async fn load_stored(&self, version: &DeployedVersion) -> Result<Arc<LoadedFunction>, DeployError> {
+        self.load_version(&self.store.package_path(&version.digest), version).await
     }
 
     /// Deploys the package staged at `staged` (a path from the store's staging area) with `grants`.
@@ -353,7 +346,7 @@ impl Deployments {
         let live = self.current().with(Some(loaded), None)?;
         // Through the data directory's package storage and desired state, as a cluster node goes
         // through the registry's and NATS's.
-        PackageStorage::put(&*self.store, staged, &candidate).await?;
+        PackageStorage::put(&*self.store, staged, &name, &candidate).await?;
         let mut record = state.functions.get(&name).cloned().unwrap_or_default();
         record.push(candidate);
         self.write_desired(&mut state, &name, Some(&record)).await?;
@@ -398,7 +391,7 @@ impl Deployments {
             return Err(DeployError::NoPrevious(name.to_string()));
         }
         let previous = record.versions[record.versions.len() - 2].clone();
-        let loaded = Arc::new(self.load_stored(&previous).await?);
+        let loaded = self.load_stored(&previous).await?;
         let live = self.current().with(Some(loaded), Some(name))?;
         let mut record = state.functions.get(name).expect("checked").clone();
         record.versions.pop();
@@ -454,8 +447,10 @@ impl Deployments {
         let loaded = self.load(path, version, Admission::default()).await?;
         if loaded.digest != version.digest {
             return Err(DeployError::Package(PackageError::Signature(format!(
-                "the package fetched for digest {} has digest {}",
-                version.digest, loaded.digest
+                "the package {} recorded with digest {} has digest {}",
+                path.display(),
+                version.digest,
+                loaded.digest
             ))));
         }
         Ok(Arc::new(loaded))

@@ -36,9 +36,9 @@ pub enum StorageError {
 /// Package storage: put, and fetch by digest.
 #[async_trait::async_trait]
 pub trait PackageStorage: Send + Sync {
-    /// Stores the verified package at `package` (a staging file, which may be moved), whose
-    /// manifest names the function and whose loading filled in `version`.
-    async fn put(&self, package: &Path, version: &DeployedVersion) -> Result<StoredPackage, StorageError>;
+    /// Stores the verified package of function `name` at `package` (a staging file, which may be
+    /// moved), whose loading filled in `version`.
+    async fn put(&self, package: &Path, name: &str, version: &DeployedVersion) -> Result<StoredPackage, StorageError>;
     /// Fetches the package `version` refers to into `dest`, refusing bytes other than its archive
     /// digest names.
     async fn fetch(&self, version: &DeployedVersion, dest: &Path) -> Result<(), StorageError>;
@@ -80,10 +80,8 @@ fn storage_error(e: RegistryError) -> StorageError {
 
 #[async_trait::async_trait]
 impl PackageStorage for RegistryPackages {
-    async fn put(&self, package: &Path, version: &DeployedVersion) -> Result<StoredPackage, StorageError> {
+    async fn put(&self, package: &Path, name: &str, version: &DeployedVersion) -> Result<StoredPackage, StorageError> {
         let repository = self.repository.as_deref().ok_or_else(|| StorageError::Refused("this node has no --cluster-registry to put packages in".into()))?;
-        let (manifest, _) = wasmzip_package::peek_manifest(package).map_err(|e| StorageError::Refused(e.to_string()))?;
-        let name = manifest.name.as_str();
         let version = version.version.as_str();
         // Tags cannot hold `+` (build metadata); OCI tooling writes it as `_`.
         let tag = version.replace('+', "_");

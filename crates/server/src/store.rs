@@ -352,7 +352,7 @@ impl DesiredState for LocalStore {
 #[async_trait::async_trait]
 impl PackageStorage for LocalStore {
     /// Moves the staged package into `packages/` under its digest.
-    async fn put(&self, package: &Path, version: &DeployedVersion) -> Result<StoredPackage, StorageError> {
+    async fn put(&self, package: &Path, _name: &str, version: &DeployedVersion) -> Result<StoredPackage, StorageError> {
         self.store_package(&version.digest, package).map_err(|e| StorageError::Unavailable(e.to_string()))?;
         Ok(StoredPackage { reference: String::new(), archive_digest: version.archive_digest.clone() })
     }
@@ -459,7 +459,7 @@ mod tests {
         std::fs::write(&staged, b"package bytes").unwrap();
         let mut v = version(1);
         v.archive_digest = "ab".repeat(32);
-        let stored = store.put(&staged, &v).await.unwrap();
+        let stored = store.put(&staged, "f", &v).await.unwrap();
         assert_eq!(stored, StoredPackage { reference: String::new(), archive_digest: v.archive_digest.clone() });
         assert!(!staged.exists());
         let out = dir.path().join("fetched");
