@@ -1,10 +1,13 @@
 //! `wasmzip`: pack, sign, verify, inspect and run WebAssembly components as capability-scoped packages.
 
+#[cfg(feature = "server")]
 mod admin_client;
 mod commands;
 mod exit;
+#[cfg(feature = "server")]
 mod oci_input;
 mod options;
+#[cfg(feature = "server")]
 mod registry_options;
 
 use std::process::ExitCode;
@@ -29,16 +32,25 @@ enum Command {
     Cache(commands::cache::CacheArgs),
     Pack(commands::pack::PackArgs),
     Sign(commands::sign::SignArgs),
+    #[cfg(feature = "server")]
     Push(commands::push::PushArgs),
+    #[cfg(feature = "server")]
     Pull(commands::pull::PullArgs),
     Verify(commands::verify::VerifyArgs),
     Inspect(commands::inspect::InspectArgs),
     Sbom(commands::sbom::SbomArgs),
     Run(commands::run::RunArgs),
+    #[cfg(feature = "cranelift")]
+    Compile(commands::compile::CompileArgs),
+    #[cfg(feature = "server")]
     Serve(commands::serve::ServeArgs),
+    #[cfg(feature = "server")]
     Deploy(commands::deploy::DeployArgs),
+    #[cfg(feature = "server")]
     Functions(commands::functions::FunctionsArgs),
+    #[cfg(feature = "server")]
     Rollback(commands::rollback::RollbackArgs),
+    #[cfg(feature = "server")]
     Remove(commands::remove::RemoveArgs),
 }
 
@@ -84,7 +96,10 @@ fn main() -> ExitCode {
         }
     };
     // A server's log (guest output, deploys) is its main output; one-shot commands only warn.
+    #[cfg(feature = "server")]
     let default_log = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
+    #[cfg(not(feature = "server"))]
+    let default_log = "warn";
     options::init_logging(cli.log_format, default_log);
     cap_malloc_arenas();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -101,16 +116,25 @@ fn main() -> ExitCode {
             Command::Cache(args) => commands::cache::run(args),
             Command::Pack(args) => commands::pack::run(args),
             Command::Sign(args) => commands::sign::run(args),
+            #[cfg(feature = "server")]
             Command::Push(args) => commands::push::run(args).await,
+            #[cfg(feature = "server")]
             Command::Pull(args) => commands::pull::run(args).await,
             Command::Sbom(args) => commands::sbom::run(args),
             Command::Verify(args) => commands::verify::run(args),
             Command::Inspect(args) => commands::inspect::run(args),
             Command::Run(args) => commands::run::run(args).await,
+            #[cfg(feature = "cranelift")]
+            Command::Compile(args) => commands::compile::run(args),
+            #[cfg(feature = "server")]
             Command::Serve(args) => commands::serve::run(args).await,
+            #[cfg(feature = "server")]
             Command::Deploy(args) => commands::deploy::run(args).await,
+            #[cfg(feature = "server")]
             Command::Functions(args) => commands::functions::run(args).await,
+            #[cfg(feature = "server")]
             Command::Rollback(args) => commands::rollback::run(args).await,
+            #[cfg(feature = "server")]
             Command::Remove(args) => commands::remove::run(args).await,
         }
     });

@@ -9,7 +9,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use wasmzip_package::manifest::{ByteSize, parse_duration};
 use wasmzip_keystore::{Keystore, KeystoreConfig, SecretSource};
+#[cfg(feature = "nn")]
 use wasmzip_nn::{BackendChoice, NnConfig};
+#[cfg(feature = "nn")]
 use wasmzip_package::manifest::ModelTarget;
 use wasmzip_package::{Capability, PublicKey, TrustPolicy};
 use wasmzip_runtime::GuestLimits;
@@ -311,6 +313,7 @@ impl KeystoreOptions {
 }
 
 /// Which ONNX back-end runs models.
+#[cfg(feature = "nn")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NnBackend {
     /// tract: pure Rust, nothing to install (GPU with a `--features cuda` build).
@@ -320,6 +323,7 @@ pub enum NnBackend {
 }
 
 /// How wasi-nn models are loaded and where they run.
+#[cfg(feature = "nn")]
 #[derive(Debug, Args)]
 pub struct NnOptions {
     /// ONNX back-end.
@@ -337,6 +341,7 @@ pub struct NnOptions {
     pub max_model_memory: Option<ByteSize>,
 }
 
+#[cfg(feature = "nn")]
 impl NnOptions {
     /// The model-loading configuration these options describe.
     pub fn config(&self) -> Result<NnConfig> {
@@ -352,5 +357,53 @@ impl NnOptions {
     /// The cap on model bytes per package.
     pub fn max_model_bytes(&self) -> u64 {
         self.max_model_memory.map(|b| b.0).unwrap_or(wasmzip_runtime::capabilities::nn::DEFAULT_MAX_MODEL_BYTES)
+    }
+}
+
+/// A build without inference (no cargo feature `nn`) takes no model options.
+#[cfg(not(feature = "nn"))]
+#[derive(Debug, Args)]
+pub struct NnOptions {}
+
+#[cfg(not(feature = "nn"))]
+impl NnOptions {
+    /// Nothing to configure.
+    pub fn config(&self) -> Result<wasmzip_runtime::capabilities::nn::NnConfig> {
+        Ok(Default::default())
+    }
+
+    /// The default cap (no model loads in this build).
+    pub fn max_model_bytes(&self) -> u64 {
+        wasmzip_runtime::capabilities::nn::DEFAULT_MAX_MODEL_BYTES
+    }
+}
+
+/// Which code runs guests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineChoice {
+    /// This machine's own code, compiled by Cranelift (or loaded from a precompiled artefact).
+    #[value(alias = "native")]
+    Cranelift,
+    /// Pulley bytecode on Wasmtime's interpreter: slower, but nothing is mapped executable at run
+    /// time (for hosts that forbid JIT).
+    Pulley,
+}
+
+/// The engine (`run`, `serve`) and code compiled ahead of time for it.
+#[derive(Debug, Args)]
+pub struct EngineOptions {
+    /// Which code runs guests: `cranelift` (this machine's code) or `pulley` (interpreted; no
+    /// executable memory at run time).
+    #[arg(long, value_enum, default_value_t = EngineChoice::Cranelift, env = "WASMZIP_ENGINE", value_name = "ENGINE")]
+    pub engine: EngineChoice,
+}
+
+impl EngineOptions {
+    /// The code target the runtime's engines are built for.
+    pub fn target(&self) -> wasmzip_runtime::CodeTarget {
+        match self.engine {
+            EngineChoice::Cranelift => wasmzip_runtime::CodeTarget::Native,
+            EngineChoice::Pulley => wasmzip_runtime::CodeTarget::Pulley,
+        }
     }
 }

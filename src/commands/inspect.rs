@@ -44,8 +44,7 @@ pub fn run(args: InspectArgs) -> Result<u8> {
     for (name, entry) in &m.models {
         let pin = m.members.iter().find(|p| p.name == entry.member).expect("models are pinned");
         let bytes = report.models.get(name).expect("every model was read");
-        let info = wasmzip_nn::describe_onnx(name.as_str(), bytes)?;
-        models.push((name, entry, pin, info));
+        models.push((name, entry, pin, model_tensors(name.as_str(), bytes)?));
     }
 
     if args.json {
@@ -80,7 +79,7 @@ pub fn run(args: InspectArgs) -> Result<u8> {
                 "warnings": warnings,
             })).collect::<Vec<_>>(),
             "models": models.iter().map(|(name, entry, pin, info)| {
-                let tensors = |list: &[wasmzip_nn::TensorInfo]| list.iter().map(|t| json!({
+                let tensors = |list: &[Tensor]| list.iter().map(|t| json!({
                     "name": t.name, "type": t.element, "shape": t.shape,
                 })).collect::<Vec<_>>();
                 json!({
@@ -180,4 +179,42 @@ pub fn run(args: InspectArgs) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+#[cfg(feature = "nn")]
+use wasmzip_nn::TensorInfo as Tensor;
+
+/// A model's input and output tensors, read by the inference back-end.
+#[cfg(feature = "nn")]
+fn model_tensors(name: &str, bytes: &[u8]) -> Result<wasmzip_nn::ModelInfo> {
+    Ok(wasmzip_nn::describe_onnx(name, bytes)?)
+}
+
+/// What a build without inference says of a model's tensors: nothing (no back-end reads them).
+#[cfg(not(feature = "nn"))]
+#[derive(Default)]
+struct Tensors {
+    inputs: Vec<Tensor>,
+    outputs: Vec<Tensor>,
+}
+
+/// A tensor as the full build describes it (never made in this build).
+#[cfg(not(feature = "nn"))]
+#[allow(dead_code)]
+struct Tensor {
+    name: String,
+    element: String,
+    shape: Vec<String>,
+}
+
+#[cfg(not(feature = "nn"))]
+impl std::fmt::Display for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} [{}]", self.name, self.element, self.shape.join(", "))
+    }
+}
+
+#[cfg(not(feature = "nn"))]
+fn model_tensors(_name: &str, _bytes: &[u8]) -> Result<Tensors> {
+    Ok(Tensors::default())
 }

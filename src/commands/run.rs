@@ -2,16 +2,17 @@
 //! exactly the capabilities granted.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use wasmzip_package::manifest::{Name, World};
 use wasmzip_package::{AdmitError, PackageFacts, ResourceSink, VerifiedComponent};
-use wasmzip_runtime::{CacheOutcome, CommandOutcome, HostResources, OperatorGrants, Runtime, RuntimeConfig, plan};
+use wasmzip_runtime::{Artefact, CacheOutcome, CommandOutcome, HostResources, OperatorGrants, Runtime, RuntimeConfig, plan};
 
 use crate::commands::bare::{Input, sniff};
 use crate::exit;
-use crate::options::{CacheOptions, GrantOptions, KeystoreOptions, LimitOptions, NnOptions, PolicyOptions, TrustOptions};
+use crate::options::{CacheOptions, EngineOptions, GrantOptions, KeystoreOptions, LimitOptions, NnOptions, PolicyOptions, TrustOptions};
 
 /// Run a package's command component, or a bare .wasm for development.
 #[derive(Debug, Args)]
@@ -35,6 +36,13 @@ pub struct RunArgs {
     pub keystore: KeystoreOptions,
     #[command(flatten)]
     pub nn: NnOptions,
+    #[command(flatten)]
+    pub engine: EngineOptions,
+    /// Load the package's code from this artefact (made by `wasmzip compile`) instead of compiling
+    /// it; the package is verified first, and an artefact for another package, target or engine is
+    /// refused.
+    #[arg(long, value_name = "ARTEFACT")]
+    pub precompiled: Option<PathBuf>,
     /// Arguments passed to the guest.
     #[arg(last = true)]
     pub args: Vec<String>,
@@ -43,7 +51,7 @@ pub struct RunArgs {
 /// Runs the command.
 pub async fn run(args: RunArgs) -> Result<u8> {
     let cache_root = args.cache.root()?;
-    let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(cache_root.join("compiled")), pooling: None })?;
+    let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(cache_root.join("compiled")), pooling: None, target: args.engine.target() })?;
     // Whether this run wrote resources into the cache (then it may be over its cap).
     let (component, wrote_resources) = match sniff(&args.program)? {
         Input::Package => package_component(&args, &cache_root)?,
@@ -58,6 +66,8 @@ pub async fn run(args: RunArgs) -> Result<u8> {
             (VerifiedComponent::unpackaged(&args.program, bytes), false)
         }
     };
+    // Opened only once the package verified; its bindings are checked when the component is planned.
+    let precompiled = args.precompiled.as_deref().map(Artefact::open).transpose()?.map(Arc::new);
     let grants = OperatorGrants { tokens: args.grants.grant.clone(), grant_requested: args.grants.grant_requested };
     let host = HostResources {
         mounts: args.grants.mount.clone(),
@@ -67,6 +77,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         max_model_bytes: args.nn.max_model_bytes(),
         limits: args.limits.limits(),
         memory_ceiling: None,
+        precompiled,
     };
     let planned = plan(&runtime, component, World::Cli, &grants, &host)?;
     if wrote_resources || planned.cache_outcome() == CacheOutcome::Compiled {

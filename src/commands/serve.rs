@@ -14,7 +14,7 @@ use wasmzip_server::function::OperatorLimits;
 use wasmzip_server::reuse::OperatorReuse;
 
 use crate::commands::bare::{Input, pack_http, sniff};
-use crate::options::{CacheOptions, GrantOptions, KeystoreOptions, LimitOptions, NnOptions, PolicyOptions, TrustOptions};
+use crate::options::{CacheOptions, EngineOptions, GrantOptions, KeystoreOptions, LimitOptions, NnOptions, PolicyOptions, TrustOptions};
 use crate::registry_options::{RegistryOptions, first_line};
 
 /// Serve `http` packages: WASI 0.2 handlers with a fresh instance per request, WASI 0.3 handlers
@@ -51,6 +51,12 @@ pub struct ServeArgs {
     pub grants: GrantOptions,
     #[command(flatten)]
     pub limits: LimitOptions,
+    #[command(flatten)]
+    pub engine: EngineOptions,
+    /// Load a package's code from this artefact (made by `wasmzip compile`) instead of compiling it;
+    /// repeatable, one per package. Each must fit a package served (by digest, target and engine).
+    #[arg(long, value_name = "ARTEFACT")]
+    pub precompiled: Vec<PathBuf>,
     /// Lower every function's request body limit.
     #[arg(long, value_name = "SIZE", value_parser = |s: &str| ByteSize::parse(s))]
     pub max_request_body: Option<ByteSize>,
@@ -331,6 +337,12 @@ pub async fn run(args: ServeArgs) -> Result<u8> {
         max_model_bytes: args.nn.max_model_bytes(),
         max_in_flight: args.max_in_flight.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         cluster,
+        target: args.engine.target(),
+        precompiled: args
+            .precompiled
+            .iter()
+            .map(|p| wasmzip_runtime::Artefact::open(p).map(std::sync::Arc::new))
+            .collect::<Result<_, _>>()?,
     };
     let stop = stop_signals()?;
     let listening = |bound: wasmzip_server::BoundAddrs| {

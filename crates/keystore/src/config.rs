@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
+#[cfg(feature = "pkcs11")]
 use crate::pkcs11::Pkcs11Store;
 use crate::software::SoftwareStore;
 use crate::{Keystore, KeystoreError};
@@ -77,9 +78,17 @@ pub fn open_keystore(config: &KeystoreConfig, create: bool) -> Result<Arc<dyn Ke
             let passphrase = passphrase.read("keystore passphrase")?;
             Arc::new(SoftwareStore::open(dir, &passphrase, create)?)
         }
+        #[cfg(feature = "pkcs11")]
         KeystoreConfig::Pkcs11 { module, token, pin } => {
             let pin = pin.read("PKCS#11 PIN")?;
             Arc::new(Pkcs11Store::open(module, token, &pin)?)
+        }
+        #[cfg(not(feature = "pkcs11"))]
+        KeystoreConfig::Pkcs11 { module, .. } => {
+            return Err(KeystoreError::Config(format!(
+                "cannot open the PKCS#11 module {}: this wasmzip was built without PKCS#11 support (cargo feature `pkcs11`)",
+                module.display()
+            )));
         }
     })
 }

@@ -11,6 +11,7 @@
 pub mod config;
 pub mod crypto;
 mod error;
+#[cfg(feature = "pkcs11")]
 pub mod pkcs11;
 pub mod software;
 

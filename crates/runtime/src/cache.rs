@@ -49,6 +49,7 @@ impl Hasher for Sha256Hasher {
 
 impl CompileCache {
     /// A cache in `dir` for artifacts of `engine`.
+    #[cfg(feature = "cranelift")]
     pub fn new(dir: PathBuf, engine: &wasmtime::Engine) -> Self {
         use std::hash::Hash;
         let mut hasher = Sha256Hasher(Sha256::new());
@@ -192,6 +193,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(feature = "cranelift")]
     fn round_trip_and_corruption_detected() {
         let dir = tempfile::tempdir().unwrap();
         let engine = wasmtime::Engine::default();

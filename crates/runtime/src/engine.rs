@@ -55,6 +55,53 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
     /// Use Wasmtime's pooling allocator, sized so (for serving many short-lived instances).
     pub pooling: Option<PoolConfig>,
+    /// What code the engines make and run.
+    pub target: CodeTarget,
+}
+
+/// What code the engines make and run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CodeTarget {
+    /// Native code for this machine, compiled by Cranelift (or loaded from an artefact).
+    #[default]
+    Native,
+    /// Pulley bytecode, run by Wasmtime's portable interpreter: no memory is ever mapped executable
+    /// at run time, for hosts that forbid it, at the price of speed.
+    Pulley,
+    /// Native code for another machine, by target triple: only for compiling artefacts
+    /// (`wasmzip compile`), never run. The code assumes only the baseline CPU of its architecture.
+    Foreign(String),
+}
+
+impl CodeTarget {
+    /// The Pulley flavour for this machine's pointer width and byte order.
+    pub const PULLEY: &str = if cfg!(target_pointer_width = "32") {
+        if cfg!(target_endian = "big") { "pulley32be" } else { "pulley32" }
+    } else if cfg!(target_endian = "big") {
+        "pulley64be"
+    } else {
+        "pulley64"
+    };
+
+    /// A `--target` of `wasmzip compile`: `pulley` (or a `pulley*` name) or a target triple, which
+    /// is normalised (`aarch64-linux-gnu` and `aarch64-unknown-linux-gnu` are one target).
+    pub fn parse(target: &str) -> Result<Self, RuntimeError> {
+        if target == "pulley" || target == Self::PULLEY {
+            return Ok(CodeTarget::Pulley);
+        }
+        let triple: target_lexicon::Triple =
+            target.parse().map_err(|e| RuntimeError::Engine(format!("`{target}` is not a target triple: {e}")))?;
+        Ok(CodeTarget::Foreign(triple.to_string()))
+    }
+
+    /// The name of the code's target: this machine's triple, a Pulley flavour, or the foreign triple.
+    pub fn name(&self) -> String {
+        match self {
+            CodeTarget::Native => target_lexicon::HOST.to_string(),
+            CodeTarget::Pulley => Self::PULLEY.to_string(),
+            CodeTarget::Foreign(triple) => triple.clone(),
+        }
+    }
 }
 
 /// Sizes of the pooling allocator: every slot is reserved up front, so a request never allocates
@@ -104,13 +151,15 @@ pub enum Program {
     Module(Module),
 }
 
-/// Whether compiled code came from the cache.
+/// Where compiled code came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheOutcome {
     /// Loaded from a verified cache entry.
     Hit,
     /// Compiled now (and stored when a cache is configured).
     Compiled,
+    /// Loaded from a precompiled artefact (`--precompiled`).
+    Precompiled,
 }
 
 /// Which of the runtime's two engines a program is compiled for and runs on.
@@ -145,6 +194,7 @@ pub struct Runtime {
     concurrent: OnceLock<Flavour>,
     /// What the concurrent engine is built from; held while it is built, so it is built once.
     concurrent_from: Mutex<RuntimeConfig>,
+    target: CodeTarget,
     /// The engines the epoch ticker advances.
     ticking: Arc<Mutex<Vec<Engine>>>,
     ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
@@ -167,7 +217,12 @@ impl Flavour {
     fn new(wasm: &mut Config, kind: EngineKind, cache_dir: Option<&std::path::Path>) -> Result<Self, RuntimeError> {
         wasm.concurrency_support(kind == EngineKind::Concurrent);
         let engine = Engine::new(wasm).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        // Cache entries are keyed by the compiler's settings: a build without one has no cache (it
+        // loads precompiled artefacts instead).
+        #[cfg(feature = "cranelift")]
         let cache = cache_dir.map(|dir| CompileCache::new(dir.to_path_buf(), &engine));
+        #[cfg(not(feature = "cranelift"))]
+        let cache = cache_dir.and(None::<CompileCache>);
         let link_err = |e: wasmtime::Error| RuntimeError::Link(format!("{e:#}"));
         let linker = component_linker(&engine, kind).map_err(link_err)?;
         let mut module_linker = wasmtime::Linker::new(&engine);
@@ -176,9 +231,18 @@ impl Flavour {
     }
 }
 
-/// Wasmtime's settings for both engines (each then sets its own concurrency support).
-fn wasm_config(config: &RuntimeConfig) -> Config {
+/// Wasmtime's settings for both engines (each then sets its own concurrency support). A change here
+/// that changes the code Wasmtime compiles must raise [`ENGINE_SETTINGS`](crate::precompiled::ENGINE_SETTINGS).
+fn wasm_config(config: &RuntimeConfig) -> Result<Config, RuntimeError> {
     let mut wasm = Config::new();
+    let target = match &config.target {
+        CodeTarget::Native => None,
+        CodeTarget::Pulley => Some(CodeTarget::PULLEY.to_string()),
+        CodeTarget::Foreign(triple) => Some(triple.clone()),
+    };
+    if let Some(target) = target {
+        wasm.target(&target).map_err(|e| RuntimeError::Engine(format!("target `{target}`: {e:#}")))?;
+    }
     wasm.epoch_interruption(true)
         .wasm_backtrace_details(WasmBacktraceDetails::Enable)
         .wasm_component_model(true);
@@ -205,14 +269,14 @@ fn wasm_config(config: &RuntimeConfig) -> Config {
         }
         wasm.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(p)).memory_init_cow(true);
     }
-    wasm
+    Ok(wasm)
 }
 
 impl Runtime {
     /// Builds the plain engine and starts the epoch ticker; the concurrent engine is built when a
     /// program first needs it.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
-        let plain = Flavour::new(&mut wasm_config(&config), EngineKind::Plain, config.cache_dir.as_deref())?;
+        let plain = Flavour::new(&mut wasm_config(&config)?, EngineKind::Plain, config.cache_dir.as_deref())?;
 
         let stop = Arc::new(AtomicBool::new(false));
         let ticking = Arc::new(Mutex::new(vec![plain.engine.clone()]));
@@ -228,7 +292,18 @@ impl Runtime {
                 }
             })
             .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch thread: {e}")))?;
-        Ok(Runtime { plain, concurrent: OnceLock::new(), concurrent_from: Mutex::new(config), ticking, ticker: Some((stop, handle)) })
+        let target = config.target.clone();
+        Ok(Runtime { plain, concurrent: OnceLock::new(), concurrent_from: Mutex::new(config), target, ticking, ticker: Some((stop, handle)) })
+    }
+
+    /// What code the engines make and run.
+    pub fn target(&self) -> &CodeTarget {
+        &self.target
+    }
+
+    /// The name of that target (see [`CodeTarget::name`]).
+    pub fn target_name(&self) -> String {
+        self.target.name()
     }
 
     fn flavour(&self, kind: EngineKind) -> Result<&Flavour, RuntimeError> {
@@ -242,7 +317,7 @@ impl Runtime {
                 if let Some(flavour) = self.concurrent.get() {
                     return Ok(flavour);
                 }
-                let flavour = Flavour::new(&mut wasm_config(&config), EngineKind::Concurrent, config.cache_dir.as_deref())?;
+                let flavour = Flavour::new(&mut wasm_config(&config)?, EngineKind::Concurrent, config.cache_dir.as_deref())?;
                 self.ticking.lock().unwrap_or_else(PoisonError::into_inner).push(flavour.engine.clone());
                 Ok(self.concurrent.get_or_init(|| flavour))
             }
@@ -274,17 +349,50 @@ impl Runtime {
     pub fn load_program(&self, kind: EngineKind, bytes: &[u8], digest: &str, what: &str) -> Result<(Program, CacheOutcome), RuntimeError> {
         self.flavour(kind)?.load_program(bytes, digest, what)
     }
+
+    /// Compiles a component or core module for the engine `kind` and returns Wasmtime's
+    /// serialisation of the code, for a precompiled artefact. `what` names it in errors.
+    #[cfg(feature = "cranelift")]
+    pub fn precompile(&self, kind: EngineKind, bytes: &[u8], what: &str) -> Result<(ArtifactKind, Vec<u8>), RuntimeError> {
+        let engine = self.engine(kind)?;
+        let compile_err = |e: wasmtime::Error| RuntimeError::Compile { what: what.to_string(), message: format!("{e:#}") };
+        match artifact_kind(bytes, what)? {
+            ArtifactKind::Component => Ok((ArtifactKind::Component, engine.precompile_component(bytes).map_err(compile_err)?)),
+            ArtifactKind::Module => Ok((ArtifactKind::Module, engine.precompile_module(bytes).map_err(compile_err)?)),
+        }
+    }
+
+    /// Loads code Wasmtime serialised, for the engine `kind`.
+    ///
+    /// # Safety
+    /// `code` must be Wasmtime's serialisation of a component or module (as for
+    /// `Component::deserialize`); Wasmtime checks that it was compiled for this engine's settings.
+    pub unsafe fn deserialize(&self, kind: EngineKind, artifact: ArtifactKind, code: &[u8]) -> wasmtime::Result<Program> {
+        let engine = self.engine(kind)?;
+        // SAFETY: passed on to the caller.
+        unsafe {
+            match artifact {
+                ArtifactKind::Component => Component::deserialize(engine, code).map(Program::Component),
+                ArtifactKind::Module => Module::deserialize(engine, code).map(Program::Module),
+            }
+        }
+    }
+}
+
+/// Whether `bytes` are a component or a core module.
+fn artifact_kind(bytes: &[u8], what: &str) -> Result<ArtifactKind, RuntimeError> {
+    if wasmparser::Parser::is_component(bytes) {
+        Ok(ArtifactKind::Component)
+    } else if wasmparser::Parser::is_core_wasm(bytes) {
+        Ok(ArtifactKind::Module)
+    } else {
+        Err(RuntimeError::Compile { what: what.to_string(), message: "not a WebAssembly component or module".into() })
+    }
 }
 
 impl Flavour {
     fn load_program(&self, bytes: &[u8], digest: &str, what: &str) -> Result<(Program, CacheOutcome), RuntimeError> {
-        let kind = if wasmparser::Parser::is_component(bytes) {
-            ArtifactKind::Component
-        } else if wasmparser::Parser::is_core_wasm(bytes) {
-            ArtifactKind::Module
-        } else {
-            return Err(RuntimeError::Compile { what: what.to_string(), message: "not a WebAssembly component or module".into() });
-        };
+        let kind = artifact_kind(bytes, what)?;
         if let Some(cache) = &self.cache
             && let Some(entry) = cache.load(kind, digest)
         {
@@ -303,7 +411,11 @@ impl Flavour {
                 }
             }
         }
+        #[cfg(not(feature = "cranelift"))]
+        return Err(RuntimeError::NoCompiler { what: what.to_string() });
+        #[cfg(feature = "cranelift")]
         let compile_err = |e: wasmtime::Error| RuntimeError::Compile { what: what.to_string(), message: format!("{e:#}") };
+        #[cfg(feature = "cranelift")]
         let (program, serialized) = match kind {
             ArtifactKind::Component => {
                 let c = Component::new(&self.engine, bytes).map_err(compile_err)?;
@@ -316,6 +428,7 @@ impl Flavour {
                 (Program::Module(m), s)
             }
         };
+        #[cfg(feature = "cranelift")]
         if let (Some(cache), Some(serialized)) = (&self.cache, serialized) {
             match serialized {
                 Ok(bytes) => match cache.store(kind, digest, &bytes) {
@@ -335,6 +448,7 @@ impl Flavour {
                 Err(e) => tracing::warn!("cannot serialise compiled {what}: {e}"),
             }
         }
+        #[cfg(feature = "cranelift")]
         Ok((program, CacheOutcome::Compiled))
     }
 
@@ -408,7 +522,7 @@ mod tests {
     #[test]
     fn a_resident_slot_starts_from_the_initial_image() {
         for keep in [Some(0), Some(64 << 10), None] {
-            let runtime = Runtime::new(RuntimeConfig { cache_dir: None, pooling: Some(pool(keep)) }).unwrap();
+            let runtime = Runtime::new(RuntimeConfig { cache_dir: None, pooling: Some(pool(keep)), ..Default::default() }).unwrap();
             let wat = r#"(module
                 (memory 2)
                 (data (i32.const 16) "\2a")
@@ -434,7 +548,7 @@ mod tests {
     #[test]
     fn compiled_code_is_loaded_from_the_cache() {
         let dir = tempfile::tempdir().unwrap();
-        let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(dir.path().to_path_buf()), pooling: None }).unwrap();
+        let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(dir.path().to_path_buf()), pooling: None, ..Default::default() }).unwrap();
         let component = wat::parse_str(
             r#"(component
                 (core module $m (func (export "f") (result i32) i32.const 7))
@@ -491,7 +605,7 @@ mod tests {
             }
         }
         let _unmount = Unmount(dir.path());
-        let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(dir.path().join("cache")), pooling: None }).unwrap();
+        let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(dir.path().join("cache")), pooling: None, ..Default::default() }).unwrap();
         let module = wat::parse_str(r#"(module (func (export "f") (result i32) i32.const 7))"#).unwrap();
         assert_eq!(runtime.load_program(EngineKind::Plain, &module, "m1", "test").unwrap().1, CacheOutcome::Compiled);
         let (program, outcome) = runtime.load_program(EngineKind::Plain, &module, "m1", "test").unwrap();

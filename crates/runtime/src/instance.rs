@@ -10,7 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::filesystem::WasiFilesystemCtx;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmzip_nn::Abandoned;
+use crate::capabilities::nn::Abandoned;
 
 use crate::audit::Auditor;
 use crate::capabilities::http::DenialCounter;

@@ -16,11 +16,13 @@ pub mod inspect;
 pub mod instance;
 pub mod limits;
 pub mod plan;
+pub mod precompiled;
 pub mod requests;
 
 pub use capabilities::CapabilityError;
 pub use command::{AbandonedRun, CommandOutcome, Finished, run_command};
-pub use engine::{CacheOutcome, EngineKind, PoolConfig, Program, Runtime, RuntimeConfig};
+pub use engine::{CacheOutcome, CodeTarget, EngineKind, PoolConfig, Program, Runtime, RuntimeConfig};
+pub use precompiled::{Artefact, ArtefactError};
 pub use inspect::WasiVersion;
 pub use instance::{InstanceScope, InstanceState};
 pub use limits::GuestLimits;
@@ -40,6 +42,12 @@ pub enum RuntimeError {
         what: String,
         /// Why it failed.
         message: String,
+    },
+    /// This build has no compiler, and no precompiled code was given.
+    #[error("cannot compile {what}: this wasmzip has no compiler (built without cargo feature `cranelift`); give it --precompiled ARTEFACT, made by `wasmzip compile --target` on a full build")]
+    NoCompiler {
+        /// What was to be compiled.
+        what: String,
     },
     /// The guest imports something this host does not provide, or its types do not match.
     #[error("cannot link the guest: {0}")]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use wasmtime::component::{Component, InstancePre};
 use wasmzip_keystore::Keystore;
-use wasmzip_nn::{NnConfig, NnError};
+use crate::capabilities::nn::{NnConfig, NnError};
 use wasmzip_package::manifest::World;
 use wasmzip_package::{Capability, ComponentSource, Signer, VerifiedComponent, resolve};
 
@@ -20,6 +20,7 @@ use crate::engine::{CacheOutcome, EngineKind, Program, Runtime};
 use crate::inspect::{WasiVersion, component_world};
 use crate::instance::{InstanceState, ModuleState};
 use crate::limits::GuestLimits;
+use crate::precompiled::{Artefact, ArtefactError};
 
 /// What the operator grants a component.
 #[derive(Debug, Clone, Default)]
@@ -84,6 +85,9 @@ pub struct HostResources {
     pub limits: GuestLimits,
     /// The largest memory limit a manifest may ask for (the pool's slot size under `serve`).
     pub memory_ceiling: Option<u64>,
+    /// Code compiled ahead of time for the component's package (`--precompiled`), loaded instead of
+    /// compiling once every binding of it checks out.
+    pub precompiled: Option<Arc<Artefact>>,
 }
 
 /// Something the operator should hear about, decided once when a component is planned.
@@ -151,6 +155,9 @@ pub enum PlanError {
     /// Compiling or linking failed.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// A precompiled artefact does not fit (another package, target or engine) or is damaged.
+    #[error(transparent)]
+    Precompiled(#[from] ArtefactError),
 }
 
 /// What each capability unit's planning sees.
@@ -319,24 +326,46 @@ pub fn plan(
 
     let capabilities = PlannedCapabilities::plan(&mut PlanContext { component: &component, effective: &effective, host, warnings: &mut warnings })?;
     let what = component.description();
-    let (engine, program, cache) = match kind.engine() {
-        EngineKind::Concurrent => {
-            let (program, cache) = runtime.load_program(EngineKind::Concurrent, component.bytes(), component.digest(), &what)?;
-            (EngineKind::Concurrent, program, cache)
+    let (engine, program, cache) = match &host.precompiled {
+        Some(artefact) => {
+            let (engine, program) = artefact.load(runtime, &component)?;
+            (engine, program, CacheOutcome::Precompiled)
         }
-        // A component may use the component model's async features without any WASI 0.3
-        // interface; only the concurrent engine compiles it then.
-        EngineKind::Plain => match runtime.load_program(EngineKind::Plain, component.bytes(), component.digest(), &what) {
-            Ok((program, cache)) => (EngineKind::Plain, program, cache),
-            Err(plain) => match runtime.load_program(EngineKind::Concurrent, component.bytes(), component.digest(), &what) {
-                Ok((program, cache)) => (EngineKind::Concurrent, program, cache),
-                Err(_) => return Err(plain.into()),
-            },
-        },
+        None => {
+            let loaded = on_its_engine(kind.engine(), |engine| runtime.load_program(engine, component.bytes(), component.digest(), &what))?;
+            (loaded.0, loaded.1.0, loaded.1.1)
+        }
     };
     let entry = kind.entry(runtime, engine, program, &what)?;
     let component = component.without_bytes();
     Ok(PlannedComponent { component, effective, limits, engine: runtime.engine(engine)?.clone(), engine_kind: engine, entry, capabilities, warnings, cache })
+}
+
+/// Runs `compile` for the engine a component needs: the concurrent one for WASI 0.3, else the plain
+/// one, falling back to the concurrent one (a component may use the component model's async features
+/// without any WASI 0.3 interface; only the concurrent engine compiles it then).
+fn on_its_engine<T>(needed: EngineKind, compile: impl Fn(EngineKind) -> Result<T, RuntimeError>) -> Result<(EngineKind, T), RuntimeError> {
+    match needed {
+        EngineKind::Concurrent => Ok((EngineKind::Concurrent, compile(EngineKind::Concurrent)?)),
+        EngineKind::Plain => match compile(EngineKind::Plain) {
+            Ok(done) => Ok((EngineKind::Plain, done)),
+            Err(plain) => compile(EngineKind::Concurrent).map(|done| (EngineKind::Concurrent, done)).map_err(|_| plain),
+        },
+    }
+}
+
+/// Compiles a verified component for the engine it will run on (as [`plan`] would pick it), for a
+/// precompiled artefact: the code for `runtime`'s target, whatever machine this is.
+#[cfg(feature = "cranelift")]
+pub fn precompile(runtime: &Runtime, component: &VerifiedComponent) -> Result<crate::precompiled::CompiledCode, PlanError> {
+    let kind = GuestKind::detect(component)?;
+    let what = component.description();
+    let (engine, (artifact, code)) = on_its_engine(kind.engine(), |engine| runtime.precompile(engine, component.bytes(), &what))?;
+    let kind = match artifact {
+        crate::cache::ArtifactKind::Component => crate::precompiled::CodeKind::Component,
+        crate::cache::ArtifactKind::Module => crate::precompiled::CodeKind::Module,
+    };
+    Ok(crate::precompiled::CompiledCode { name: component.name().to_string(), digest: component.digest().to_string(), kind, engine, code })
 }
 
 /// What a component is, from its exports, before anything is compiled.

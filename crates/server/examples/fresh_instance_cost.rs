@@ -49,6 +49,7 @@ fn main() -> anyhow::Result<()> {
 
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: None,
+        target: Default::default(),
         pooling: Some(PoolConfig { instances: 256, max_memory_bytes: 256 << 20, keep_resident_bytes: std::env::var("KEEP_RESIDENT").ok().map(|v| v.parse()).transpose()? }),
     })?;
     let kind = match std::env::var("ENGINE").as_deref() {

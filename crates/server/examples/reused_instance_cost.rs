@@ -104,6 +104,7 @@ fn main() -> anyhow::Result<()> {
 
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: None,
+        target: Default::default(),
         pooling: Some(PoolConfig { instances: 256, max_memory_bytes: 256 << 20, keep_resident_bytes: None }),
     })?;
     let engine = runtime.engine(EngineKind::Concurrent)?.clone();

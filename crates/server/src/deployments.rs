@@ -124,6 +124,9 @@ pub struct DeployPolicy {
     /// The deploy policy (`--policy`, with `--advisories`) every version must pass before it is
     /// planned: when it is deployed, when the server starts, and when it is rolled back to.
     pub gate: Option<Arc<wasmzip_policy::Gate>>,
+    /// Code compiled ahead of time (`serve --precompiled`): a package with an artefact here loads
+    /// its code from it instead of compiling.
+    pub precompiled: Vec<Arc<wasmzip_runtime::Artefact>>,
 }
 
 /// What a load is for, as far as the deploy policy cares.
@@ -590,6 +593,7 @@ fn load_blocking(
         max_model_bytes: policy.max_model_bytes,
         limits: GuestLimits { memory_bytes: policy.limits.memory_bytes, timeout: policy.limits.timeout },
         memory_ceiling: Some(policy.pool_memory),
+        precompiled: policy.precompiled.iter().find(|a| a.header().package.digest == package.digest()).cloned(),
     };
     let grants = OperatorGrants { tokens: grants.to_vec(), grant_requested: version.grant_requested };
     let planned = plan(runtime, component, World::Http, &grants, &host).map_err(DeployError::from_plan)?;

@@ -97,6 +97,11 @@ pub struct ServeConfig {
     pub max_in_flight: Option<usize>,
     /// Cluster mode: desired state in NATS JetStream, packages in an OCI registry.
     pub cluster: Option<ClusterConfig>,
+    /// What code runs guests: this machine's (Cranelift) or Pulley's interpreter.
+    pub target: wasmzip_runtime::CodeTarget,
+    /// Artefacts compiled ahead of time for packages this server deploys (`--precompiled`); each
+    /// must fit one of the packages given, or the data directory's.
+    pub precompiled: Vec<Arc<wasmzip_runtime::Artefact>>,
 }
 
 /// How a node joins a cluster.
@@ -144,6 +149,14 @@ pub enum ServeError {
     /// Cluster mode could not be set up.
     #[error(transparent)]
     Nats(#[from] nats::NatsError),
+    /// A precompiled artefact fits no package served.
+    #[error("precompiled artefact {} was compiled from package {package}, which this server does not serve", path.display())]
+    UnusedArtefact {
+        /// The artefact.
+        path: PathBuf,
+        /// The package it was compiled from.
+        package: String,
+    },
     /// The package registry could not be set up.
     #[error(transparent)]
     Registry(#[from] wasmzip_registry::RegistryError),
@@ -212,7 +225,7 @@ pub async fn serve(
     };
     listening(bound);
 
-    let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(config.cache_dir.join("compiled")), pooling: Some(config.pool) })?);
+    let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(config.cache_dir.join("compiled")), pooling: Some(config.pool), target: config.target.clone() })?);
     let metrics = Arc::new(Metrics::default());
     let slots = Arc::new(Semaphore::new(config.pool.instances as usize));
     let connections = Arc::new(AtomicUsize::new(0));
@@ -232,6 +245,7 @@ pub async fn serve(
         pool: reuse::PoolSlots { slots: slots.clone(), recycler: recycler.clone() },
         connection_threads: config.workers.max(1),
         gate: config.gate.clone(),
+        precompiled: config.precompiled.clone(),
     };
     let store = LocalStore::open(&config.data_dir)?;
     let deployments = Arc::new(Deployments::open(runtime.clone(), Box::new(store), policy, metrics.clone()).await?);
@@ -258,6 +272,11 @@ pub async fn serve(
     for package in &config.packages {
         let info = deployments.deploy_file(package, &config.grants, config.grant_requested, config.allow_downgrade).await?;
         tracing::info!(function = %info.name, routes = ?info.routes, "serving {}", package.display());
+    }
+    // An artefact no served package uses was given for another package, or another version.
+    let served: Vec<String> = deployments.list().await.into_iter().filter_map(|f| f.active.map(|v| v.digest)).collect();
+    if let Some(unused) = config.precompiled.iter().find(|a| !served.iter().any(|d| d.trim_start_matches("sha256:") == a.header().package.digest)) {
+        return Err(ServeError::UnusedArtefact { path: unused.path().to_path_buf(), package: unused.header().package.to_string() });
     }
 
     let max_in_flight = config.max_in_flight.unwrap_or(config.pool.instances as usize * reuse::DEFAULT_MAX_CONCURRENT as usize);

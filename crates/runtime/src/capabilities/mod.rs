@@ -12,6 +12,10 @@ pub mod env;
 pub mod filesystem;
 pub mod http;
 pub mod network;
+#[cfg(feature = "nn")]
+pub mod nn;
+#[cfg(not(feature = "nn"))]
+#[path = "nn_absent.rs"]
 pub mod nn;
 
 use std::path::PathBuf;

@@ -14,7 +14,8 @@ use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi_nn::backend::{BackendError, BackendFromDir, BackendInner};
 use wasmtime_wasi_nn::wit::{ExecutionTarget, GraphEncoding, WasiNnCtx, WasiNnView};
 use wasmtime_wasi_nn::{Backend, Graph, GraphRegistry, Registry};
-use wasmzip_nn::{Abandoned, LoadedModel, NnConfig, NnError};
+pub use wasmzip_nn::{Abandoned, NnConfig, NnError};
+use wasmzip_nn::LoadedModel;
 use wasmzip_package::{Capability, PackagedModel};
 use wasmzip_package::capability::ModelPattern;
 
