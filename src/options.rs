@@ -231,6 +231,7 @@ const PIN_VAR: &str = "WASMZIP_PKCS11_PIN";
 
 impl KeystoreOptions {
     /// Whether the operator configured a keystore at all, by a flag or a variable.
+    #[cfg(feature = "server")]
     pub fn configured(&self) -> bool {
         let set = |v: &str| std::env::var_os(v).is_some_and(|v| !v.is_empty());
         self.keystore.is_some()

@@ -2,9 +2,12 @@
 //! `deploy` pack on the fly into an unsigned package (`wasmzip_package::pack_bare`).
 
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(feature = "server")]
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+#[cfg(feature = "server")]
 use wasmzip_package::{Capability, World};
 
 /// What kind of file a subcommand was given.
@@ -34,11 +37,13 @@ pub fn sniff(path: &Path) -> Result<Input> {
 
 /// Whether `path` starts like a WebAssembly file (anything else is sent as it is, for the server
 /// to judge).
+#[cfg(feature = "server")]
 pub fn is_wasm(path: &Path) -> Result<bool> {
     Ok(magic(path)? == b"\0asm")
 }
 
 /// A bare `.wasm` packed into an unsigned package that lives as long as this value.
+#[cfg(feature = "server")]
 pub struct PackedBare {
     _dir: tempfile::TempDir,
     /// The package file.
@@ -49,6 +54,7 @@ pub struct PackedBare {
 /// are what it gets: a bare `.wasm` requests nothing of its own). Serving it needs the server to
 /// accept unsigned packages (`--allow-unsigned`). `grant_requested` (`--grant-requested`) is refused:
 /// there is nothing requested to grant.
+#[cfg(feature = "server")]
 pub fn pack_http(wasm: &Path, grants: &[Capability], grant_requested: bool) -> Result<PackedBare> {
     if grant_requested {
         bail!("{}: --grant-requested needs a package; a bare .wasm requests nothing, so grant with --grant", wasm.display());

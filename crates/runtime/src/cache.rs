@@ -6,6 +6,7 @@
 //! length). The code starts at offset 0, so Wasmtime maps the file instead of copying it: pages of it
 //! that are never used (the guest's DWARF, kept for trap backtraces) never become resident.
 
+#[cfg(feature = "cranelift")]
 use std::hash::Hasher;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -35,8 +36,10 @@ pub struct CompileCache {
 }
 
 /// Feeds `Hash` output into SHA-256, so the engine's compatibility hash is stable across processes.
+#[cfg(feature = "cranelift")]
 struct Sha256Hasher(Sha256);
 
+#[cfg(feature = "cranelift")]
 impl Hasher for Sha256Hasher {
     fn finish(&self) -> u64 {
         unreachable!("only the full digest is used")

@@ -10,6 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::filesystem::WasiFilesystemCtx;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+#[cfg(feature = "nn")]
 use crate::capabilities::nn::Abandoned;
 
 use crate::audit::Auditor;
@@ -30,7 +31,9 @@ pub struct InstanceScope {
     pub outbound_limit: u32,
     /// Counts denials by kind (the server's metrics).
     pub denials: DenialCounter,
-    /// Set when the instance's work is given up: queued inference is skipped.
+    /// Set when the instance's work is given up: queued inference is skipped (only inference
+    /// reads it, so a build without wasi-nn has none).
+    #[cfg(feature = "nn")]
     pub abandoned: Abandoned,
     /// For an instance that serves many requests: the scope of the one running now, which then
     /// replaces `label`, `trace_id` and `outbound_limit` above.
@@ -49,6 +52,7 @@ impl InstanceScope {
             trace_id: Arc::from(hex::encode(id)),
             outbound_limit,
             denials: Arc::new(|_| {}),
+            #[cfg(feature = "nn")]
             abandoned: Abandoned::new(),
             requests: None,
         }

@@ -2,9 +2,6 @@
 //! the unit links nothing, and a component granted a model, or shipping one, is refused when it is
 //! planned, with an error that says why, instead of failing later at its first wasi-nn call.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use wasmtime::component::Linker;
 
 use super::{CapabilityError, CapabilityUnit};
@@ -30,27 +27,6 @@ pub enum NnError {
         /// The model granted or shipped.
         model: String,
     },
-}
-
-/// Whether the request an instance serves was given up by the host. Cloning shares the flag.
-#[derive(Debug, Clone, Default)]
-pub struct Abandoned(Arc<AtomicBool>);
-
-impl Abandoned {
-    /// A flag not yet set.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Marks the request abandoned.
-    pub fn set(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-
-    /// Whether [`set`](Self::set) was called.
-    pub fn is_set(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
 }
 
 /// The wasi-nn unit of a build without inference.
